@@ -1,0 +1,41 @@
+# Fuseline — the two set-up commands are `make demo` and `make test`.
+GO      ?= go
+FUZZTIME ?= 20s
+
+.PHONY: all build demo test deps vet bench fuzz soak clean
+
+all: build
+
+build:
+	$(GO) build -o bin/fuseline ./cmd/fuseline
+
+# The main job: end-to-end provisioning of a virtual board, reports written.
+demo: build
+	./bin/fuseline demo
+
+# Every test: installs what the tests need, then vet and the whole suite
+# (the Ginkgo specs in specs/ run under go test).
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 14m ./...
+
+deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+# Benchmarks: figures are ratios against a baseline measured in the same run.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -timeout 60m ./...
+
+# Every fuzz target for a short budget each (FUZZTIME=2m for longer).
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+# Long fault campaigns and soaks.
+soak:
+	FUSELINE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Soak' ./...
+
+clean:
+	rm -rf bin fuseline-demo

@@ -1,0 +1,8 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// PLACEHOLDER: replaced by the owner of this command group.
+func newSecurebootCmd(stdio Stdio) *cobra.Command {
+	return &cobra.Command{Use: "secureboot", Short: "(being built)"}
+}
