@@ -8,7 +8,7 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for t in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do
 		echo "== $pkg $t ($budget)"
-		go test -run='^$' -fuzz="^${t}\$" -fuzztime="$budget" "$pkg" || status=1
+		go test -run='^$' -fuzz="^${t}\$" -fuzztime="$budget" -fuzzminimizetime=5s "$pkg" || status=1
 	done
 done
 exit $status
