@@ -104,11 +104,11 @@ const (
 // in ClassicEfuseRegs.
 type EfuseRegs struct {
 	Base        uint32
-	PgmData0    uint32    // PGM_DATA0…7 follow at +4 each
-	CheckValue0 uint32    // PGM_CHECK_VALUE0…2
+	PgmData0    uint32     // PGM_DATA0…7 follow at +4 each
+	CheckValue0 uint32     // PGM_CHECK_VALUE0…2
 	BlockRead   [11]uint32 // address of word 0 of each block's read registers
-	RepeatErr0  uint32    // RD_REPEAT_ERR0…3 at +4 each
-	RepeatErr4  []uint32  // RD_REPEAT_ERR4; sources disagree, so both addresses
+	RepeatErr0  uint32     // RD_REPEAT_ERR0…3 at +4 each
+	RepeatErr4  []uint32   // RD_REPEAT_ERR4; sources disagree, so both addresses
 	RSErr0      uint32
 	RSErr1      uint32
 	Clk         uint32
