@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"slices"
 	"strings"
+	"sync"
 
 	"fuseline/esp/chip"
 )
@@ -103,8 +104,9 @@ type Block struct {
 	Coding chip.Coding
 }
 
-// layout is one chip's complete table, built fresh for each use so that no
-// table is shared between callers.
+// layout is one chip's complete table. Each is built once, on first use, and
+// never written afterwards; exported accessors hand out copies, so callers
+// cannot change what another caller sees.
 type layout struct {
 	id        chip.ID
 	blocks    []Block
@@ -113,7 +115,22 @@ type layout struct {
 	postponed map[string]bool
 }
 
+// layouts holds the three chip tables, built lazily: a table lookup sits on
+// the hot path of every Get/Set and of the virtual board's boot.
+var layouts = map[chip.ID]func() (*layout, error){
+	chip.ESP32S3: sync.OnceValues(func() (*layout, error) { return buildLayout(chip.ESP32S3) }),
+	chip.ESP32C3: sync.OnceValues(func() (*layout, error) { return buildLayout(chip.ESP32C3) }),
+	chip.ESP32:   sync.OnceValues(func() (*layout, error) { return buildLayout(chip.ESP32) }),
+}
+
 func layoutFor(id chip.ID) (*layout, error) {
+	if f, ok := layouts[id]; ok {
+		return f()
+	}
+	return nil, fmt.Errorf("efuse: no eFuse table for %v: %w", id, ErrUnknownChip)
+}
+
+func buildLayout(id chip.ID) (*layout, error) {
 	var l layout
 	var postponed []string
 	switch id {
@@ -182,7 +199,7 @@ func Fields(id chip.ID) []Field {
 	if err != nil {
 		return nil
 	}
-	return l.fields
+	return slices.Clone(l.fields)
 }
 
 // FieldByName finds a field by its espefuse name or alias (case-insensitive).
