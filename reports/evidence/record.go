@@ -1,0 +1,217 @@
+package evidence
+
+import (
+	"time"
+)
+
+// Schema is the value of Record.Schema for this version of the record. A
+// change that an old reader would misread gets a new version.
+const Schema = "fuseline.evidence/v1"
+
+// Record is the evidence of one provisioning run on one device. Build it with
+// the provisioning flow, then Marshal (canonical bytes) and Sign.
+type Record struct {
+	Schema   string   `json:"schema"`   // always Schema
+	ID       string   `json:"id"`       // unique per run; FileName derives from it
+	Lot      string   `json:"lot"`      // lot or work order the board belongs to; may be empty
+	Device   Device   `json:"device"`   // the board as identified by the ROM
+	Station  Station  `json:"station"`  // where it ran
+	Operator Operator `json:"operator"` // who ran it
+	Recipe   Recipe   `json:"recipe"`   // what the board was made into
+	Release  Release  `json:"release"`  // which firmware release
+	Images   []Image  `json:"images"`   // what was written, in write order
+	Efuse    Efuse    `json:"efuse"`    // eFuse state before and after
+	Steps    []Step   `json:"steps"`    // every step, in run order
+	Checks   []Check  `json:"checks"`   // every verification, run or not
+	Result   Result   `json:"result"`   // the verdict
+	Timing   Timing   `json:"timing"`   // the run as a whole
+}
+
+// Device identifies the board.
+type Device struct {
+	MAC      string `json:"mac"`       // factory MAC, "aa:bb:cc:dd:ee:ff" lower case
+	Chip     string `json:"chip"`      // marketing name as chip.Chip.Name ("ESP32-S3")
+	Revision string `json:"revision"`  // chip revision as read ("v0.2"); empty if unknown
+	FlashID  string `json:"flash_id"`  // JEDEC ID as hex ("0xef4018"); empty if not read
+	SerialNo string `json:"serial_no"` // product serial assigned by the line; may be empty
+}
+
+// Station identifies where the run happened and which key signs its records.
+type Station struct {
+	ID       string `json:"id"`       // station name ("line1-st3")
+	Slot     string `json:"slot"`     // fixture slot ("slot2"); may be empty
+	KeyName  string `json:"key_name"` // name in the station's note verifier key
+	Software string `json:"software"` // fuseline version that ran
+	Target   string `json:"target"`   // virtual, qemu or board
+}
+
+// Operator is the person who ran the board, as authenticated by the station.
+type Operator struct {
+	ID   string `json:"id"`   // login or badge ID
+	Name string `json:"name"` // display name; may be empty
+}
+
+// Recipe names the recipe and pins its exact bytes.
+type Recipe struct {
+	Name   string `json:"name"`
+	SHA256 Digest `json:"sha256"` // SHA-256 of the recipe file as loaded
+}
+
+// Release pins the firmware release.
+type Release struct {
+	Product        string `json:"product"`
+	Version        string `json:"version"`
+	SecureVersion  uint32 `json:"secure_version"`  // the app's anti-rollback secure_version
+	ManifestSHA256 Digest `json:"manifest_sha256"` // SHA-256 of the signed manifest
+}
+
+// Image is one region written to flash.
+type Image struct {
+	Role   string `json:"role"`   // bootloader, partition-table, app, otadata, nvs, …
+	File   string `json:"file"`   // file name in the release; empty for generated data
+	Offset uint32 `json:"offset"` // flash offset
+	Size   int64  `json:"size"`   // plaintext size in bytes
+	// PlaintextSHA256 is the SHA-256 of the release image (before encryption).
+	PlaintextSHA256 Digest `json:"plaintext_sha256"`
+	// WrittenSHA256 is the SHA-256 of the bytes stored in flash: the
+	// ciphertext when Encrypted, else equal to PlaintextSHA256.
+	WrittenSHA256 Digest `json:"written_sha256"`
+	Encrypted     bool   `json:"encrypted"`
+	// WriteMode is "host-encrypted", "chip-encrypted" or "plain".
+	WriteMode string `json:"write_mode"`
+	// SignatureKeyDigests are the Secure Boot v2 public-key digests of the
+	// image's signature blocks, in block order; empty if unsigned.
+	SignatureKeyDigests []Digest `json:"signature_key_digests"`
+}
+
+// Efuse is the board's eFuse state as read before planning and after locking.
+type Efuse struct {
+	Before EfuseSnapshot `json:"before"`
+	After  EfuseSnapshot `json:"after"`
+}
+
+// EfuseSnapshot is one reading of the eFuses: named field values and the key
+// blocks as digests. Make it with NewEfuseSnapshot.
+type EfuseSnapshot struct {
+	// Fields maps the eFuse field name (espefuse spelling, "SPI_BOOT_CRYPT_CNT")
+	// to its value. Fields that hold key bits are refused (see KeyField).
+	Fields    map[string]uint64 `json:"fields"`
+	KeyBlocks []KeyBlock        `json:"key_blocks"`
+}
+
+// KeyBlock is a key block by digest only.
+type KeyBlock struct {
+	Block          string    `json:"block"`   // "BLOCK_KEY0" … or "BLOCK1" … on ESP32
+	Purpose        string    `json:"purpose"` // "XTS_AES_128_KEY", "SECURE_BOOT_DIGEST0", "USER", …
+	Empty          bool      `json:"empty"`   // all bits zero
+	ReadProtected  bool      `json:"read_protected"`
+	WriteProtected bool      `json:"write_protected"`
+	Digest         KeyDigest `json:"digest"` // SHA-256 of the block bytes
+	// Source says where the digested bytes came from: "readback" (read from
+	// the chip) or "burned" (what the station programmed, for a block that
+	// reads as zero once read-protected).
+	Source string `json:"source"`
+}
+
+// Step results.
+const (
+	StepOK      = "ok"
+	StepFailed  = "failed"
+	StepSkipped = "skipped"
+)
+
+// Step is one step of the flow (intake, connect, plan, burn-keys, flash,
+// verify, lock, record).
+type Step struct {
+	Name     string    `json:"name"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	Duration Duration  `json:"duration"`
+	Result   string    `json:"result"` // StepOK, StepFailed or StepSkipped
+	// Error is why the step failed or was skipped; required unless ok.
+	Error string `json:"error"`
+}
+
+// Check kinds: the part of Check.Name before any ":". The IEC 62443 matrix
+// names these kinds, so they are part of the schema.
+const (
+	CheckManifestSignature  = "manifest-signature"    // release manifest CMS signature and chain
+	CheckImageHash          = "image-hash"            // image SHA-256 against the manifest
+	CheckSecureBoot         = "secure-boot"           // SBv2 signature against the recipe keys
+	CheckSecureVersion      = "secure-version"        // secure_version against the anti-rollback floor
+	CheckEfuseReadback      = "efuse-readback"        // burned blocks read back equal, no error flags
+	CheckKeyReadProtected   = "key-read-protected"    // key block reads as zero after RD_DIS
+	CheckFlashMD5           = "flash-md5"             // flash MD5 against the expected ciphertext
+	CheckDecryptedSignature = "decrypted-secure-boot" // expected ciphertext decrypts to a validly signed image
+	CheckSPIProbe           = "spi-probe"             // raw flash read off-chip equals what was written
+	CheckBootLog            = "boot-log"              // the board booted the release
+	CheckLockdown           = "lockdown"              // final eFuse state has the recipe's lockdown bits
+	CheckOperator           = "operator-auth"         // the operator was authenticated by the station
+)
+
+// CheckKinds lists every known check kind.
+func CheckKinds() []string {
+	return []string{
+		CheckManifestSignature, CheckImageHash, CheckSecureBoot, CheckSecureVersion,
+		CheckEfuseReadback, CheckKeyReadProtected, CheckFlashMD5, CheckDecryptedSignature,
+		CheckSPIProbe, CheckBootLog, CheckLockdown, CheckOperator,
+	}
+}
+
+// Check is one verification. A check that was not done is still recorded,
+// with the reason it could not be.
+type Check struct {
+	// Name is a check kind, optionally followed by ":" and what it applied
+	// to ("flash-md5:app@0x10000").
+	Name string `json:"name"`
+	// What says in plain words what was compared with what.
+	What     string `json:"what"`
+	Verified bool   `json:"verified"`
+	// Because is why the check did not verify (it failed, or could not be
+	// done); required when Verified is false.
+	Because string `json:"because"`
+}
+
+// Kind is the check kind: Name up to the first ":".
+func (c Check) Kind() string {
+	for i := 0; i < len(c.Name); i++ {
+		if c.Name[i] == ':' {
+			return c.Name[:i]
+		}
+	}
+	return c.Name
+}
+
+// Status is "verified" or "not verified, because …".
+func (c Check) Status() string {
+	if c.Verified {
+		return "verified"
+	}
+	return "not verified, because " + c.Because
+}
+
+// Verdicts.
+const (
+	PASS    = "PASS"
+	FAIL    = "FAIL"
+	REFUSED = "REFUSED" // the board's state conflicts with the recipe; nothing was changed
+)
+
+// Result is the verdict of the run.
+type Result struct {
+	Verdict string `json:"verdict"` // PASS, FAIL or REFUSED
+	// Code is a short stable token for the reason ("verify-md5",
+	// "efuse-conflict", "link-lost") that lot reports group by; may be empty.
+	Code string `json:"code"`
+	// Reason is the one-line plain-language reason; required unless PASS.
+	Reason string `json:"reason"`
+}
+
+// Timing is the run as a whole.
+type Timing struct {
+	Start       time.Time `json:"start"`
+	End         time.Time `json:"end"`
+	Duration    Duration  `json:"duration"`
+	Baud        int       `json:"baud"`          // highest baud the link held; 0 if unknown
+	BytesOnWire int64     `json:"bytes_on_wire"` // bytes sent to the board
+}

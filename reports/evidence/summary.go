@@ -1,0 +1,222 @@
+package evidence
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteSummary renders r as one screen of text for an operator or auditor:
+// identity, verdict, release, timing, images, eFuse changes, key blocks,
+// steps, and every check that did not verify, with its reason.
+func WriteSummary(w io.Writer, r *Record) error {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+
+	p("Evidence  %s  (%s)\n", r.ID, r.Schema)
+	rev := r.Device.Revision
+	if rev == "" {
+		rev = "rev ?"
+	}
+	p("Device    %s  %s %s", r.Device.MAC, r.Device.Chip, rev)
+	if r.Device.SerialNo != "" {
+		p("  serial %s", r.Device.SerialNo)
+	}
+	if r.Device.FlashID != "" {
+		p("  flash %s", r.Device.FlashID)
+	}
+	p("\n")
+	switch r.Result.Verdict {
+	case PASS:
+		p("Result    PASS\n")
+	default:
+		code := ""
+		if r.Result.Code != "" {
+			code = " [" + r.Result.Code + "]"
+		}
+		p("Result    %s%s: %s\n", r.Result.Verdict, code, oneLine(r.Result.Reason))
+	}
+	op := r.Operator.ID
+	if r.Operator.Name != "" {
+		op += " (" + r.Operator.Name + ")"
+	}
+	st := r.Station.ID
+	if r.Station.Slot != "" {
+		st += " " + r.Station.Slot
+	}
+	if r.Station.Target != "" {
+		st += " [" + r.Station.Target + "]"
+	}
+	p("Station   %s  operator %s  lot %s\n", st, op, orDash(r.Lot))
+	p("Recipe    %s  sha256 %s\n", orDash(r.Recipe.Name), short(r.Recipe.SHA256.String()))
+	p("Release   %s %s  secure_version %d  manifest %s\n", orDash(r.Release.Product), orDash(r.Release.Version),
+		r.Release.SecureVersion, short(r.Release.ManifestSHA256.String()))
+	p("Timing    %s → %s  %s", r.Timing.Start.Format(time.RFC3339), r.Timing.End.Format(time.RFC3339), roundDur(r.Timing.Duration))
+	if r.Timing.Baud > 0 {
+		p("  %d baud", r.Timing.Baud)
+	}
+	if r.Timing.BytesOnWire > 0 {
+		p("  %s on the wire", size(r.Timing.BytesOnWire))
+	}
+	p("\n")
+
+	if len(r.Images) > 0 {
+		p("Images   ")
+		for i, im := range r.Images {
+			sep := " "
+			if i > 0 {
+				sep = "          "
+			}
+			p("%s%-16s 0x%06x %9s  %-14s sha256 %s", sep, im.Role, im.Offset, size(im.Size), im.WriteMode, short(im.PlaintextSHA256.String()))
+			if len(im.SignatureKeyDigests) > 0 {
+				p("  signed (%d)", len(im.SignatureKeyDigests))
+			}
+			p("\n")
+		}
+	}
+
+	ch := Changes(r.Efuse.Before, r.Efuse.After)
+	if len(ch) == 0 {
+		p("eFuse     no field changed\n")
+	} else {
+		var parts []string
+		for _, c := range ch {
+			parts = append(parts, fmt.Sprintf("%s %s→%s", c.Name, fieldValue(c.Before, c.InBefore), fieldValue(c.After, c.InAfter)))
+		}
+		p("eFuse     %s\n", wrap(strings.Join(parts, ", "), 88, "          "))
+	}
+	for _, k := range r.Efuse.After.KeyBlocks {
+		if k.Empty {
+			continue
+		}
+		var flags []string
+		if k.ReadProtected {
+			flags = append(flags, "read-protected")
+		}
+		if k.WriteProtected {
+			flags = append(flags, "write-protected")
+		}
+		p("Key       %-11s %-22s sha256 %s  %s\n", k.Block, k.Purpose, short(k.Digest.String()), strings.Join(flags, " "))
+	}
+
+	var steps []string
+	for _, s := range r.Steps {
+		e := fmt.Sprintf("%s %s %s", s.Name, s.Result, roundDur(s.Duration))
+		if s.Result == StepSkipped {
+			e = s.Name + " skipped"
+		}
+		steps = append(steps, e)
+	}
+	p("Steps     %s\n", wrap(strings.Join(steps, " · "), 88, "          "))
+	// Steps that did not run OK, grouped by their reason so a stop early in
+	// the run does not push the rest off the screen.
+	for _, g := range groupBy(r.Steps, func(s Step) bool { return s.Result != StepOK },
+		func(s Step) string { return s.Result + ": " + oneLine(s.Error) }, func(s Step) string { return s.Name }) {
+		p("          %s\n", wrap(strings.Join(g.names, ", ")+" "+g.key, 88, "            "))
+	}
+
+	verified, notv := 0, []Check{}
+	for _, c := range r.Checks {
+		if c.Verified {
+			verified++
+		} else {
+			notv = append(notv, c)
+		}
+	}
+	p("Checks    %d verified, %d not verified\n", verified, len(notv))
+	for _, g := range groupBy(notv, func(Check) bool { return true },
+		func(c Check) string { return oneLine(c.Status()) }, func(c Check) string { return c.Name }) {
+		p("          %s\n", wrap(strings.Join(g.names, ", ")+": "+g.key, 88, "            "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+type group struct {
+	key   string
+	names []string
+}
+
+// groupBy collects the names of the items that keep, by key, in first-seen
+// order.
+func groupBy[T any](items []T, keep func(T) bool, key, name func(T) string) []group {
+	var out []group
+	idx := map[string]int{}
+	for _, it := range items {
+		if !keep(it) {
+			continue
+		}
+		k := key(it)
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, group{key: k})
+		}
+		out[i].names = append(out[i].names, name(it))
+	}
+	return out
+}
+
+// roundDur shows a duration to the millisecond; the record keeps it exact.
+func roundDur(d Duration) time.Duration { return time.Duration(d).Round(time.Millisecond) }
+
+func fieldValue(v uint64, present bool) string {
+	if !present {
+		return "?"
+	}
+	if v > 9 {
+		return fmt.Sprintf("0x%x", v)
+	}
+	return fmt.Sprint(v)
+}
+
+func short(hex string) string {
+	if len(hex) > 16 {
+		return hex[:16] + "…"
+	}
+	return hex
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// wrap breaks s at spaces so no line exceeds width, indenting continuation
+// lines.
+func wrap(s string, width int, indent string) string {
+	var b strings.Builder
+	line := 0
+	for i, word := range strings.Split(s, " ") {
+		if i > 0 {
+			if line+1+len(word) > width {
+				b.WriteString("\n" + indent)
+				line = 0
+			} else {
+				b.WriteByte(' ')
+				line++
+			}
+		}
+		b.WriteString(word)
+		line += len(word)
+	}
+	return b.String()
+}
