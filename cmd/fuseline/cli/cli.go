@@ -90,6 +90,9 @@ func newRoot(stdio Stdio) *cobra.Command {
 		newSecurebootCmd(stdio),
 		newFlashencCmd(stdio),
 		newEfuseCmd(stdio),
+		newSimCmd(stdio),
+		newReportCmd(stdio),
+		newReleaseCmd(stdio),
 	)
 	return root
 }

@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"fuseline/reports/evidence"
+	"fuseline/reports/evidence/evidencetest"
+	"fuseline/reports/oscal"
+)
+
+// writeBundle writes a signed test bundle of n boards under a new directory
+// and returns it, with the station's public key file.
+func writeBundle(t *testing.T, n int) (dir, keyFile string) {
+	t.Helper()
+	st := evidencetest.NewStation(1)
+	b, err := st.Bundle(evidencetest.Lot(evidencetest.LotOptions{N: n}), evidencetest.BundleOptions{Images: true, Noise: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	dir = filepath.Join(root, "bundle")
+	for name, data := range b {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keyFile = filepath.Join(root, "station.pub")
+	if err := os.WriteFile(keyFile, b[evidence.BundleKeyFile], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, keyFile
+}
+
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Run(t.Context(), args, Stdio{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestReportDevice(t *testing.T) {
+	t.Parallel()
+	dir, _ := writeBundle(t, 4)
+	ev := filepath.Join(dir, "evidence", "3c6105000003-20261121T080445Z.json")
+	code, out, _ := run(t, "report", "device", ev)
+	if code != ExitOK || !strings.Contains(out, "FAIL [verify-md5]") || !strings.Contains(out, "3c:61:05:00:00:03") {
+		t.Errorf("text: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, "report", "device", "--format", "json", ev)
+	want, _ := os.ReadFile(ev)
+	if code != ExitOK || out != string(want) {
+		t.Errorf("json: exit %d, output is not the canonical record", code)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"schema":"fuseline.evidence/v1"}`), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"bad format", []string{"report", "device", "--format", "xml", ev}, ExitUsage, "--format"},
+		{"missing file", []string{"report", "device", filepath.Join(dir, "nope.json")}, ExitUsage, "nope.json"},
+		{"invalid evidence", []string{"report", "device", bad}, ExitFail, "bad.json"},
+		{"no args", []string{"report", "device"}, ExitUsage, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, stderr := run(t, tc.args...)
+			if code != tc.code || !strings.Contains(stderr, tc.msg) {
+				t.Errorf("exit %d, stderr %q", code, stderr)
+			}
+		})
+	}
+}
+
+func TestReportLot(t *testing.T) {
+	t.Parallel()
+	dir, _ := writeBundle(t, 10)
+	outDir := t.TempDir()
+	for _, name := range []string{"lot.html", "lot.pdf"} {
+		out := filepath.Join(outDir, name)
+		code, stdout, stderr := run(t, "report", "lot", dir, "-o", out)
+		if code != ExitOK {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr)
+		}
+		if !strings.Contains(stdout, "10 boards, 7 PASS, 2 FAIL, 1 REFUSED, yield 70.0 %") {
+			t.Errorf("%s: stdout %q", name, stdout)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil || len(b) < 1000 {
+			t.Errorf("%s: %d bytes, %v", name, len(b), err)
+		}
+	}
+	if code, _, _ := run(t, "report", "lot", dir, "-o", filepath.Join(outDir, "lot.txt")); code != ExitUsage {
+		t.Errorf("unknown extension: exit %d", code)
+	}
+	if code, _, _ := run(t, "report", "lot", dir); code != ExitUsage {
+		t.Errorf("no -o: exit %d", code)
+	}
+	empty := t.TempDir()
+	if code, _, _ := run(t, "report", "lot", empty, "-o", filepath.Join(outDir, "x.html")); code != ExitFail {
+		t.Errorf("empty dir: exit %d", code)
+	}
+}
+
+func TestReportMatrix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ format, want string }{
+		{"md", "## CR 3.4"}, {"html", "<!DOCTYPE html>"}, {"json", `"id": "EDR 3.10"`},
+	} {
+		code, out, _ := run(t, "report", "matrix", "--format", tc.format)
+		if code != ExitOK || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d, lacks %q", tc.format, code, tc.want)
+		}
+	}
+	if code, _, _ := run(t, "report", "matrix", "--format", "pdf"); code != ExitUsage {
+		t.Errorf("bad format: exit %d", code)
+	}
+}
+
+func TestReportOSCAL(t *testing.T) {
+	t.Parallel()
+	dir, _ := writeBundle(t, 5)
+	out := filepath.Join(t.TempDir(), "ar.json")
+	code, stdout, stderr := run(t, "report", "oscal", dir, "-o", out)
+	if code != ExitOK || !strings.Contains(stdout, "(valid)") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := oscal.Validate(b); err != nil {
+		t.Error(err)
+	}
+	code, stdout, _ = run(t, "report", "oscal", dir, "-o", "-")
+	if code != ExitOK || stdout != string(b) {
+		t.Errorf("stdout form: exit %d, differs from the file", code)
+	}
+}
+
+func TestReportVerify(t *testing.T) {
+	t.Parallel()
+	dir, key := writeBundle(t, 6)
+	code, out, stderr := run(t, "report", "verify", "--key", key, dir)
+	if code != ExitOK || stderr != "" {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	if strings.Count("\n"+out, "\nok  evidence/") != 6 || !strings.Contains(out, "verified: 6 evidence files") || !strings.Contains(out, "images/app.bin") {
+		t.Errorf("output:\n%s", out)
+	}
+	// Without --key: still verifies, with a warning.
+	code, _, stderr = run(t, "report", "verify", dir)
+	if code != ExitOK || !strings.Contains(stderr, "warning: only the bundle's own station key") {
+		t.Errorf("no --key: exit %d, stderr %q", code, stderr)
+	}
+	// As a tar.gz.
+	tgz := filepath.Join(t.TempDir(), "bundle.tar.gz")
+	writeTarGz(t, dir, tgz)
+	if code, _, stderr := run(t, "report", "verify", "--key", key, tgz); code != ExitOK {
+		t.Errorf("tar.gz: exit %d: %s", code, stderr)
+	}
+
+	ev := "evidence/3c6105000002-20261121T080310Z.json"
+	for _, tc := range []struct {
+		name   string
+		change func(dir string)
+		file   string
+	}{
+		{"tampered evidence", func(d string) {
+			p := filepath.Join(d, ev)
+			b, _ := os.ReadFile(p)
+			os.WriteFile(p, bytes.Replace(b, []byte(`"verdict": "PASS"`), []byte(`"verdict": "FAIL"`), 1), 0o644)
+		}, ev},
+		{"bad signature", func(d string) {
+			b, _ := os.ReadFile(filepath.Join(d, "evidence/3c6105000000-20261121T080000Z.json.sig"))
+			os.WriteFile(filepath.Join(d, ev+".sig"), b, 0o644)
+		}, ev},
+		{"wrong proof", func(d string) {
+			b, _ := os.ReadFile(filepath.Join(d, "evidence/3c6105000000-20261121T080000Z.json.proof"))
+			os.WriteFile(filepath.Join(d, ev+".proof"), b, 0o644)
+		}, ev + ".proof"},
+		{"wrong image hash", func(d string) {
+			p := filepath.Join(d, "images/app.bin")
+			b, _ := os.ReadFile(p)
+			b[0] ^= 1
+			os.WriteFile(p, b, 0o644)
+		}, "images/app.bin"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d, key := writeBundle(t, 6)
+			tc.change(d)
+			code, _, stderr := run(t, "report", "verify", "--key", key, d)
+			if code != ExitFail {
+				t.Fatalf("exit %d, want %d", code, ExitFail)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tc.file) {
+				t.Errorf("stderr %q: want one line naming %s", stderr, tc.file)
+			}
+		})
+	}
+	if code, _, _ := run(t, "report", "verify", filepath.Join(dir, "missing")); code != ExitUsage {
+		t.Errorf("missing bundle: exit %d", code)
+	}
+	if code, _, _ := run(t, "report", "verify", "--key", filepath.Join(dir, "evidence", ev[len("evidence/"):]), dir); code != ExitUsage {
+		t.Errorf("bad key file: exit %d", code)
+	}
+}
+
+func writeTarGz(t *testing.T, dir, out string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.AddFS(os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	tw.Close()
+	zw.Close()
+	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
