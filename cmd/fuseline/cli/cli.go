@@ -93,6 +93,7 @@ func newRoot(stdio Stdio) *cobra.Command {
 		newSimCmd(stdio),
 		newReportCmd(stdio),
 		newReleaseCmd(stdio),
+		newAuditCmd(stdio),
 	)
 	return root
 }
