@@ -93,6 +93,8 @@ func newRoot(stdio Stdio) *cobra.Command {
 		newSimCmd(stdio),
 		newReportCmd(stdio),
 		newReleaseCmd(stdio),
+		newRunCmd(stdio),
+		newDemoCmd(stdio),
 		newAuditCmd(stdio),
 	)
 	return root

@@ -1,0 +1,385 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"fuseline/esp/chip"
+	"fuseline/fixtures/virtual"
+	"fuseline/flasher"
+	"fuseline/provisioning"
+	"fuseline/provisioning/recipe"
+	"fuseline/provisioning/sim"
+	"fuseline/reports/audit"
+	"fuseline/reports/evidence"
+)
+
+// runOptions are the flags of `fuseline run` (and the parts `demo` shares).
+type runOptions struct {
+	recipePath, target, boardState, faults, macText string
+	data, station, slot, operator, lot, serial      string
+	stubPath                                        string
+	baud                                            int
+	dryRun, yes, jsonOut, throttle, timing          bool
+}
+
+// newRunCmd is `fuseline run`: provision one board end to end.
+func newRunCmd(stdio Stdio) *cobra.Command {
+	var o runOptions
+	cmd := &cobra.Command{
+		Use:   "run --recipe RECIPE.yaml [--target virtual|tcp://HOST:PORT]",
+		Short: "Provision one board: intake, burn keys, flash, verify, lock, evidence",
+		Long: `Provision one board with a recipe, end to end (design.md "What one board goes
+through"): authenticate the release, connect, read the eFuses, plan, burn the
+per-device flash-encryption key, write the images (host- or chip-encrypted),
+re-verify, burn the lockdown eFuses in the order of esp-security-facts.md §6,
+read back, check the boot, and write the evidence record.
+
+Before the first irreversible eFuse burn the plan is shown and you are asked
+to confirm; --yes confirms in advance (automation). --dry-run prints the plan
+(every eFuse that would change, from → to) and stops.
+
+Every step is journaled in DATA/journal. After a crash or a pulled cable run
+the same command again: the run resumes from the board's eFuses and never
+burns a different value. Evidence goes to DATA/evidence, audit records to
+DATA/audit.log.
+
+Targets: "virtual" (an in-process virtual board; --board-state keeps it
+between runs) or tcp://HOST:PORT (a board served by "fuseline sim"; it must be
+in download mode, and the boot check cannot reset it).
+
+Exit codes: 0 pass, 1 board failed or refused (also a refused release),
+2 usage or recipe error, 3 link or fixture error.`,
+		Example: `  fuseline run --recipe recipe.yaml --target virtual --board-state ./board1 --dry-run
+  fuseline run --recipe recipe.yaml --target virtual --board-state ./board1 --yes --operator alice`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runOne(cmd.Context(), stdio, o)
+		},
+	}
+	f := cmd.Flags()
+	addRunFlags(cmd, &o)
+	f.StringVar(&o.recipePath, "recipe", "", "the recipe (YAML) (required)")
+	f.StringVar(&o.target, "target", "virtual", "virtual, or tcp://HOST:PORT of a served board")
+	f.StringVar(&o.boardState, "board-state", "", "virtual target: directory that keeps the board's eFuses and flash (default: a new board in memory)")
+	f.StringVar(&o.faults, "faults", "", "virtual target: faults to inject (see fuseline sim --help)")
+	f.StringVar(&o.macText, "mac", "", "virtual target: factory MAC of a new board")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and stop; nothing is written")
+	f.BoolVar(&o.yes, "yes", false, "approve the irreversible steps in advance (no prompt)")
+	return cmd
+}
+
+// addRunFlags adds the flags run and demo share.
+func addRunFlags(cmd *cobra.Command, o *runOptions) {
+	f := cmd.Flags()
+	f.StringVar(&o.data, "data", audit.DefaultDir, "station data directory (journal, evidence, audit log)")
+	f.StringVar(&o.station, "station", "station", "station name (evidence and audit log)")
+	f.StringVar(&o.slot, "slot", "slot0", "fixture slot name")
+	f.StringVar(&o.operator, "operator", "", "operator ID (default: $USER)")
+	f.StringVar(&o.lot, "lot", "", "lot or work order")
+	f.StringVar(&o.serial, "serial", "", "product serial number for the evidence")
+	f.StringVar(&o.stubPath, "stub", "", "esptool flasher-stub JSON to upload (compressed chip-encrypted writes need it)")
+	f.IntVar(&o.baud, "baud", provisioning.DefaultBaud, "link baud rate after connecting")
+	f.BoolVar(&o.jsonOut, "json", false, "print events and the result as JSON lines")
+	f.BoolVar(&o.throttle, "throttle", false, "virtual target: pace bytes at the baud rate, as a real wire")
+	f.BoolVar(&o.timing, "timing", false, "virtual target: datasheet flash erase/program times")
+}
+
+// loadRecipeAndRelease loads the recipe (exit 2 on errors) and runs intake
+// (exit 1 on a refused release).
+func loadRecipeAndRelease(ctx context.Context, path, data string) (*recipe.Recipe, *provisioning.Release, error) {
+	if path == "" {
+		return nil, nil, usageErr("--recipe is required")
+	}
+	r, err := recipe.Load(path)
+	if err != nil {
+		return nil, nil, &ExitError{Code: ExitUsage, Err: err}
+	}
+	rel, err := provisioning.Intake(ctx, r, provisioning.IntakeOptions{StateDir: filepath.Join(data, "release-state")})
+	if err != nil {
+		if errors.Is(err, provisioning.ErrIntake) {
+			return nil, nil, failErr(err)
+		}
+		return nil, nil, linkErr(err)
+	}
+	return r, rel, nil
+}
+
+func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
+	if o.target == "" {
+		o.target = "virtual"
+	}
+	r, rel, err := loadRecipeAndRelease(ctx, o.recipePath, o.data)
+	if err != nil {
+		return err
+	}
+	board, closeBoard, err := openTarget(r.Chip, o)
+	if err != nil {
+		return err
+	}
+	defer closeBoard()
+	res, err := provision(ctx, stdio, o, r, rel, board)
+	if res != nil && res.Plan != nil && o.dryRun && err == nil {
+		if o.jsonOut {
+			return writeJSON(stdio.Out, res.Plan)
+		}
+		return provisioning.WritePlan(stdio.Out, res.Plan)
+	}
+	return err
+}
+
+// openTarget opens the board a run talks to.
+func openTarget(c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
+	switch {
+	case o.target == "virtual":
+		if c.Efuse == nil {
+			return nil, nil, usageErr("--target virtual: the virtual board models esp32s3 and esp32c3, the recipe is for %s", c.Arg())
+		}
+		cfg := virtual.Config{Chip: c, StateDir: o.boardState, Throttle: o.throttle, Timing: o.timing}
+		var err error
+		if cfg.Faults, err = virtual.ParseFaults(o.faults); err != nil {
+			return nil, nil, usageErr("--faults: %v", err)
+		}
+		if o.macText != "" {
+			hw, err := net.ParseMAC(o.macText)
+			if err != nil || len(hw) != 6 {
+				return nil, nil, usageErr("--mac %q: want aa:bb:cc:dd:ee:ff", o.macText)
+			}
+			copy(cfg.MAC[:], hw)
+		}
+		b, err := sim.New(cfg)
+		if err != nil {
+			return nil, nil, linkErr(err)
+		}
+		return b, func() { b.Close() }, nil
+	case strings.HasPrefix(o.target, "tcp://"):
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(o.target, "tcp://"), 5*time.Second)
+		if err != nil {
+			return nil, nil, linkErr(fmt.Errorf("run: %w", err))
+		}
+		return tcpBoard{Conn: conn}, func() { conn.Close() }, nil
+	}
+	return nil, nil, usageErr("--target %q: want virtual or tcp://HOST:PORT", o.target)
+}
+
+// tcpBoard is a board served over TCP (fuseline sim, esptool's socket://):
+// a raw byte stream without reset lines, so the board must already be in
+// download mode and cannot be reset into SPI boot from here.
+type tcpBoard struct{ net.Conn }
+
+func (tcpBoard) Reset(ctx context.Context, m chip.BootMode) error {
+	if m == chip.BootSPI {
+		return errors.New("run: a TCP link has no reset lines; reset the board into SPI boot at its end")
+	}
+	return flasher.NoReset{}.Reset(ctx, m)
+}
+
+// provision runs the flow with the CLI's progress, prompt and result
+// rendering, mapping errors to exit codes.
+func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe, rel *provisioning.Release, board provisioning.Board) (*provisioning.Result, error) {
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return nil, usageErr("--data: %v", err)
+	}
+	op := o.operator
+	if op == "" {
+		op = os.Getenv("USER")
+	}
+	if op == "" {
+		op = "operator"
+	}
+	var stub []byte
+	if o.stubPath != "" {
+		var err error
+		if stub, err = os.ReadFile(o.stubPath); err != nil {
+			return nil, usageErr("--stub: %v", err)
+		}
+	}
+	target := "board"
+	if o.target == "virtual" || strings.HasPrefix(o.target, "tcp://") {
+		target = "virtual"
+	}
+	cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: o.data, Station: o.station, Slot: o.slot, Operator: op,
+		Target: target, Lot: o.lot, SerialNo: o.serial, Software: "fuseline", Baud: o.baud, Stub: stub, DryRun: o.dryRun}
+	if p, ok := board.(provisioning.Probe); ok {
+		cfg.Probe = p
+	}
+	if !o.dryRun {
+		log, err := audit.Open(ctx, audit.Config{Dir: o.data, Station: o.station})
+		if err != nil {
+			return nil, failErr(fmt.Errorf("run: audit log: %w", err))
+		}
+		defer log.Close(context.WithoutCancel(ctx))
+		cfg.Audit = log
+	}
+	pr := newProgress(stdio.Out, o.jsonOut)
+	cfg.Progress = pr.event
+	if !o.yes && !o.dryRun {
+		cfg.Approve = func(ctx context.Context, p *provisioning.RunPlan) error {
+			pr.pause()
+			defer pr.resume()
+			return prompt(stdio, p)
+		}
+	}
+	res, err := provisioning.Run(ctx, board, cfg)
+	pr.done()
+	if o.dryRun && err == nil {
+		return res, nil
+	}
+	if o.jsonOut {
+		_ = writeJSON(stdio.Out, res)
+	} else if res.Record != nil {
+		fmt.Fprintln(stdio.Out)
+		_ = evidence.WriteSummary(stdio.Out, res.Record)
+		fmt.Fprintf(stdio.Out, "Evidence: %s\n", res.EvidencePath)
+		if res.EscrowPath != "" {
+			fmt.Fprintf(stdio.Out, "Escrowed key: %s\n", res.EscrowPath)
+		}
+	}
+	if err == nil {
+		return res, nil
+	}
+	switch {
+	case errors.Is(err, provisioning.ErrLink):
+		return res, linkErr(err)
+	case errors.Is(err, provisioning.ErrConflict), errors.Is(err, provisioning.ErrVerify), errors.Is(err, provisioning.ErrNotApproved),
+		errors.Is(err, provisioning.ErrJournal), errors.Is(err, provisioning.ErrIntake):
+		return res, failErr(err)
+	case errors.Is(err, context.Canceled):
+		return res, failErr(fmt.Errorf("run: stopped: %w (run again to resume)", err))
+	}
+	return res, failErr(err)
+}
+
+// prompt shows the plan and asks the operator to type the board's MAC
+// tail to burn it. Only the CLI prompts; the library takes the answer as
+// Config.Approve's result.
+func prompt(stdio Stdio, p *provisioning.RunPlan) error {
+	if err := provisioning.WritePlan(stdio.Out, p); err != nil {
+		return err
+	}
+	if stdio.In == nil {
+		return errors.New("no terminal to ask on; use --yes to approve in advance")
+	}
+	fmt.Fprintf(stdio.Out, "Burn these eFuses into %s? This cannot be undone. Type yes: ", p.Device)
+	line, err := bufio.NewReader(stdio.In).ReadString('\n')
+	if err != nil && line == "" {
+		return fmt.Errorf("no answer (%v); use --yes to approve in advance", err)
+	}
+	if strings.TrimSpace(strings.ToLower(line)) != "yes" {
+		return errors.New("the operator did not type yes")
+	}
+	return nil
+}
+
+// progress renders events: progress bars on a terminal, one line per
+// event otherwise, or JSON lines.
+type progress struct {
+	mu       sync.Mutex
+	w        io.Writer
+	json     bool
+	tty      bool
+	paused   bool
+	lastLine bool // a bar line is open (no newline yet)
+	lastDraw time.Time
+}
+
+func newProgress(w io.Writer, jsonOut bool) *progress {
+	p := &progress{w: w, json: jsonOut}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	return p
+}
+
+func (p *progress) pause()  { p.mu.Lock(); p.endLine(); p.paused = true; p.mu.Unlock() }
+func (p *progress) resume() { p.mu.Lock(); p.paused = false; p.mu.Unlock() }
+func (p *progress) done()   { p.mu.Lock(); p.endLine(); p.mu.Unlock() }
+
+func (p *progress) endLine() {
+	if p.lastLine {
+		fmt.Fprintln(p.w)
+		p.lastLine = false
+	}
+}
+
+func (p *progress) event(e provisioning.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.paused {
+		return
+	}
+	if p.json {
+		_ = writeJSONLine(p.w, e)
+		return
+	}
+	name := string(e.Phase)
+	if e.Step != "" {
+		name += " " + e.Step
+	}
+	switch e.Kind {
+	case provisioning.EventProgress:
+		if e.Total <= 0 {
+			return
+		}
+		if !p.tty {
+			// One line per region is enough on a log: the start and the end.
+			if e.Done != e.Total {
+				return
+			}
+			fmt.Fprintf(p.w, "%-10s %-18s %d/%d bytes\n", e.Phase, e.Region, e.Done, e.Total)
+			return
+		}
+		if time.Since(p.lastDraw) < 50*time.Millisecond && e.Done != e.Total {
+			return
+		}
+		p.lastDraw = time.Now()
+		const width = 30
+		n := int(float64(width) * float64(e.Done) / float64(e.Total))
+		fmt.Fprintf(p.w, "\r%-10s %-18s [%s%s] %3d%%", e.Phase, e.Region, strings.Repeat("#", n), strings.Repeat(".", width-n), 100*e.Done/e.Total)
+		p.lastLine = true
+	case provisioning.EventBegin:
+		if p.tty {
+			p.endLine()
+			fmt.Fprintf(p.w, "%s ...", name)
+			p.lastLine = true
+			return
+		}
+		fmt.Fprintf(p.w, "%s: begin\n", name)
+	case provisioning.EventEnd:
+		if p.tty {
+			p.endLine()
+		}
+		msg := e.Result
+		if e.Message != "" {
+			msg += ": " + e.Message
+		}
+		fmt.Fprintf(p.w, "%s: %s\n", name, msg)
+	case provisioning.EventInfo:
+		p.endLine()
+		fmt.Fprintf(p.w, "%s: %s\n", name, e.Message)
+	}
+}
+
+// writeJSONLine writes v as one JSON line.
+func writeJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

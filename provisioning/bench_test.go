@@ -1,0 +1,113 @@
+package provisioning_test
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"fuseline/esp/chip"
+	"fuseline/esp/partition"
+	"fuseline/fixtures/virtual"
+	"fuseline/provisioning"
+	"fuseline/provisioning/recipe"
+	"fuseline/provisioning/sim"
+	"fuseline/provisioning/workspace"
+	"fuseline/reports/evidence"
+)
+
+// benchStub is a flasher-stub file in esptool's format. The virtual board
+// runs the stub protocol for any uploaded code (no Espressif code ships
+// here), so its bytes are arbitrary; on a line this is esptool's stub JSON.
+func benchStub() []byte {
+	text := make([]byte, 0x2000)
+	for i := range text {
+		text[i] = byte(i * 7)
+	}
+	return fmt.Appendf(nil, `{"entry": 1077411840, "text": %q, "text_start": 1077411840, "data": %q, "data_start": 1070104576, "bss_start": 1070137344}`,
+		base64.StdEncoding.EncodeToString(text), base64.StdEncoding.EncodeToString(text[:0x100]))
+}
+
+// BenchmarkEndToEnd provisions one blank ESP32-S3 with 4 MiB of flash
+// content (bootloader, table, a factory app filling the rest of the 4 MiB
+// part) over a link throttled to 921600 baud (10 bits per byte), in both
+// write modes, with the ROM loader and with the stub, with and without the
+// flash part's datasheet erase/program times. It reports the total and
+// per-phase seconds and two ratios: to the time the link alone needs for
+// the bytes that crossed it (link-ratio) and for the image bytes handed to
+// the loader (payload-ratio, compressed where the loader compresses). The
+// goal is link-ratio <= 1.2. By default only the stub variants without
+// flash timing run (about 80 s); FUSELINE_BENCH_ALL=1 runs all eight.
+func BenchmarkEndToEnd(b *testing.B) {
+	if testing.Short() {
+		b.Skip("minutes of wall time at 921600 baud")
+	}
+	keys := keys(b)[:1]
+	// A factory partition that fills the 4 MiB part after the first 64 KiB.
+	table := partition.Table{Entries: []partition.Entry{
+		{Label: "nvs", Type: partition.TypeData, SubType: partition.SubNVS, Offset: 0x9000, Size: 0x4000},
+		{Label: "otadata", Type: partition.TypeData, SubType: partition.SubOTAData, Offset: 0xD000, Size: 0x2000},
+		{Label: "phy_init", Type: partition.TypeData, SubType: partition.SubPHY, Offset: 0xF000, Size: 0x1000},
+		{Label: "factory", Type: partition.TypeApp, SubType: partition.SubFactory, Offset: 0x10000, Size: 0x3F0000},
+	}}
+	for _, flashTiming := range []bool{false, true} {
+		for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
+			for _, stub := range []bool{false, true} {
+				name := fmt.Sprintf("%s/stub=%v/flash-timing=%v", mode, stub, flashTiming)
+				b.Run(name, func(b *testing.B) {
+					if (!stub || flashTiming) && os.Getenv("FUSELINE_BENCH_ALL") == "" {
+						b.Skip("ROM-loader and flash-timing variants take 1 to 2 minutes each; FUSELINE_BENCH_ALL=1 runs them")
+					}
+					dir := b.TempDir()
+					ws, err := workspace.Create(context.Background(), workspace.Options{Dir: dir, Chip: chip.S3(), Keys: keys,
+						AppSize: 0x3C8000, Table: &table, Recipe: workspace.RecipeOptions{WriteMode: mode}})
+					if err != nil {
+						b.Fatal(err)
+					}
+					r, err := recipe.Load(ws.RecipePath)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rel, err := provisioning.Intake(context.Background(), r, provisioning.IntakeOptions{})
+					if err != nil {
+						b.Fatal(err)
+					}
+					content := rel.Bytes()
+					var res *provisioning.Result
+					for i := 0; b.Loop(); i++ {
+						board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: flashTiming})
+						if err != nil {
+							b.Fatal(err)
+						}
+						cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: filepath.Join(dir, fmt.Sprint("data", i)), Target: "virtual", Probe: board}
+						if stub {
+							cfg.Stub = benchStub()
+						}
+						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+						res, err = provisioning.Run(ctx, board, cfg)
+						cancel()
+						board.Close()
+						if err != nil || res.Verdict != evidence.PASS {
+							b.Fatalf("run: %v (%s)", err, res.Reason)
+						}
+					}
+					payloadTime := time.Duration(res.PayloadBytes * 10 * int64(time.Second) / int64(res.Baud))
+					b.ReportMetric(res.Total.Seconds(), "s/board")
+					b.ReportMetric(res.Total.Seconds()/res.LinkTime.Seconds(), "link-ratio")
+					b.ReportMetric(res.Total.Seconds()/payloadTime.Seconds(), "payload-ratio")
+					b.ReportMetric(float64(content)/(1<<20), "MiB-content")
+					b.ReportMetric(float64(res.BytesSent)/(1<<20), "MiB-sent")
+					for _, p := range res.Phases {
+						b.ReportMetric(p.Duration.Seconds(), "s-"+string(p.Phase))
+					}
+					if os.Getenv("FUSELINE_BENCH_LOG") != "" {
+						b.Logf("%s: total %v, link %v, payload %d B, sent %d B, phases %v", name, res.Total, res.LinkTime, res.PayloadBytes, res.BytesSent, res.Phases)
+					}
+				})
+			}
+		}
+	}
+}

@@ -1,0 +1,1107 @@
+package provisioning
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"fuseline/esp/chip"
+	"fuseline/esp/efuse"
+	"fuseline/esp/flashenc"
+	"fuseline/esp/loader"
+	"fuseline/esp/secureboot"
+	"fuseline/flasher"
+	"fuseline/provisioning/journal"
+	"fuseline/provisioning/recipe"
+	"fuseline/reports/audit"
+	"fuseline/reports/evidence"
+)
+
+// DefaultBaud is the rate the flow switches the link to after connecting.
+const DefaultBaud = 921600
+
+// Config is one board's run. Recipe and Release are required; every other
+// field has a working zero value. Run never modifies it.
+type Config struct {
+	Recipe  *recipe.Recipe
+	Release *Release // from Intake
+
+	// DataDir is the station data directory: journal/, evidence/, the audit
+	// log and station key; "" means "fuseline-data".
+	DataDir string
+	// Station, Slot and Operator name who ran the board where; "" means
+	// "station", "slot0" and "operator".
+	Station, Slot, Operator string
+	// OperatorAuthenticated says the station authenticated the operator
+	// (badge, login); otherwise the evidence says the name was taken as
+	// given.
+	OperatorAuthenticated bool
+	// Target is "virtual", "qemu" or "board" (evidence); "" means "board".
+	Target string
+	// Lot and SerialNo go into the evidence record.
+	Lot, SerialNo string
+	// Software is the station software version for the evidence.
+	Software string
+
+	// Baud is the link rate after connecting; 0 means DefaultBaud.
+	Baud int
+	// Stub is an esptool flasher-stub JSON to upload after connecting
+	// (compressed chip-encrypted writes need it); nil stays with the ROM
+	// loader.
+	Stub []byte
+	// Probe is the fixture's SPI flash probe; nil: none.
+	Probe Probe
+
+	// DryRun makes the plan and stops before anything is written.
+	DryRun bool
+	// Approve is asked once, with the plan, before the first irreversible
+	// step; an error stops the run (wrapped in ErrNotApproved). nil means
+	// the caller approved every step in advance (fuseline run --yes).
+	Approve func(ctx context.Context, p *RunPlan) error
+
+	// Audit receives one record per step; nil: no audit records (the
+	// evidence is then not signed and carries no inclusion proof).
+	Audit *audit.Log
+	// Progress receives events; nil: none.
+	Progress func(Event)
+	// Log receives debug records; nil: discard.
+	Log *slog.Logger
+	// Rand is the source of the per-device flash key; nil: crypto/rand.
+	Rand io.Reader
+	// Now is the clock; nil: time.Now.
+	Now func() time.Time
+}
+
+// RunPlan is what a run will do to a board, for --dry-run and approval:
+// the eFuse burns and the flash regions.
+type RunPlan struct {
+	Device  string       `json:"device"`
+	Chip    string       `json:"chip"`
+	Recipe  string       `json:"recipe"`
+	Release string       `json:"release"`
+	Efuse   *Plan        `json:"efuse"`
+	Regions []RegionPlan `json:"regions"`
+	// Flash says whether the regions are written in this run (false when an
+	// earlier run already wrote and verified them).
+	Flash bool `json:"flash"`
+}
+
+// RegionPlan is one flash region a run writes.
+type RegionPlan struct {
+	Role      string `json:"role"`
+	File      string `json:"file"`
+	Offset    uint32 `json:"offset"`
+	Size      int    `json:"size"`
+	Encrypted bool   `json:"encrypted"`
+	Mode      string `json:"mode"` // host-encrypted, chip-encrypted or plain
+}
+
+// Result is what a run did.
+type Result struct {
+	Verdict string `json:"verdict"` // evidence.PASS, FAIL or REFUSED; "" for a dry run
+	Code    string `json:"code,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	// Resumed: an earlier run on this board was completed by this one.
+	Resumed bool `json:"resumed,omitempty"`
+	// AlreadyProvisioned: the board was already finished with this recipe;
+	// it was verified and nothing was burned or written.
+	AlreadyProvisioned bool     `json:"already_provisioned,omitempty"`
+	Plan               *RunPlan `json:"plan,omitempty"`
+	// Burned lists the burn steps that burned something in this run.
+	Burned       []string         `json:"burned"`
+	Record       *evidence.Record `json:"-"`
+	EvidencePath string           `json:"evidence,omitempty"`
+	EscrowPath   string           `json:"escrow,omitempty"`
+	Phases       []PhaseTime      `json:"phases"`
+	Total        time.Duration    `json:"total"`
+	// BytesSent and BytesReceived crossed the link; LinkTime is what the
+	// sent bytes alone need on the wire at the rates they were sent at.
+	BytesSent     int64         `json:"bytes_sent"`
+	BytesReceived int64         `json:"bytes_received"`
+	LinkTime      time.Duration `json:"link_time"`
+	// PayloadBytes are the region bytes handed to the loader (compressed
+	// size where compressed).
+	PayloadBytes int64  `json:"payload_bytes"`
+	Baud         int    `json:"baud"`
+	BootLog      string `json:"boot_log,omitempty"`
+}
+
+// Journal record kinds.
+const (
+	recRunStart = "run.start"
+	recAssign   = "assign"
+	recKey      = "key"
+	recBefore   = "snapshot.before"
+	recAfter    = "snapshot.after"
+	recBegin    = "step.begin"
+	recEnd      = "step.end"
+	recRunEnd   = "run.end"
+)
+
+type runStartData struct {
+	Recipe    string `json:"recipe_sha256"`
+	Name      string `json:"recipe_name"`
+	Release   string `json:"release"`
+	WriteMode string `json:"write_mode"`
+}
+
+type keyData struct {
+	Digest string `json:"digest"` // SHA-256 of the key, hex; never the key
+}
+
+type verifyData struct {
+	KeyDigest string `json:"key_digest"`
+}
+
+// run is one board's run in progress.
+type run struct {
+	cfg  Config
+	r    *recipe.Recipe
+	rel  *Release
+	now  func() time.Time
+	log  *slog.Logger
+	slot string
+
+	raw  Board
+	l    *link
+	b    Board
+	sess *flasher.Session
+	info flasher.Info
+	// ident is what the first connect learned (revision, flash ID), before
+	// secure download mode hides it.
+	ident      flasher.Info
+	identified bool
+
+	res    *Result
+	start  time.Time
+	runID  string
+	mac    string // aa:bb:cc:dd:ee:ff
+	device string // journal name
+
+	j      *journal.Journal
+	js     journalState
+	key    []byte
+	kb     [][32]byte
+	plan   *Plan
+	img    *efuse.Image // the current read view
+	cipher flashenc.Cipher
+
+	phaseDur map[Phase]time.Duration
+	cur      Phase // the phase and step under way, for progress events
+	curStep  string
+	steps    []evidence.Step
+	checks   []evidence.Check
+	images   []evidence.Image
+	regions  []*region
+	before   *evidence.EfuseSnapshot
+	after    *evidence.EfuseSnapshot
+	keySaved bool
+	bootLog  string
+}
+
+// region is one release image as written.
+type region struct {
+	im       *Image
+	mode     string
+	expected []byte // what flash must hold: ciphertext where encrypted
+	res      *flasher.WriteResult
+}
+
+// Run provisions one board: connect, read, plan, burn keys, flash,
+// re-verify, lock, read back, check the boot, record (design.md steps 2–8,
+// in the order of esp-security-facts.md §6). The release must have passed
+// Intake. Every step is journaled before and after it runs; running again
+// after a crash or a pulled cable resumes from the board's eFuses and the
+// journal and never burns a different value.
+//
+// The returned Result is never nil. The error says why the run did not
+// pass: ErrConflict (refused, nothing burned), ErrNotApproved, ErrVerify,
+// ErrJournal or ErrLink (wrapped).
+func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
+	x := &run{cfg: cfg, r: cfg.Recipe, rel: cfg.Release, raw: b, res: &Result{Burned: []string{}}, phaseDur: map[Phase]time.Duration{}}
+	if x.r == nil || x.rel == nil || b == nil {
+		return x.res, errors.New("provisioning: Run needs a recipe, a release that passed intake and a board")
+	}
+	x.now = cfg.Now
+	if x.now == nil {
+		x.now = time.Now
+	}
+	x.log = cfg.Log
+	if x.log == nil {
+		x.log = slog.New(slog.DiscardHandler)
+	}
+	x.slot = cfg.Slot
+	if x.slot == "" {
+		x.slot = "slot0"
+	}
+	x.start = x.now()
+	x.l, x.b = wrap(b, 115200)
+	err := x.run(ctx)
+	x.finish(ctx, err)
+	return x.res, err
+}
+
+func (x *run) dataDir() string {
+	if x.cfg.DataDir == "" {
+		return audit.DefaultDir
+	}
+	return x.cfg.DataDir
+}
+
+func (x *run) journalDir() string { return filepath.Join(x.dataDir(), "journal") }
+
+func (x *run) emit(e Event) {
+	if x.cfg.Progress == nil {
+		return
+	}
+	e.Slot = x.slot
+	if e.Time.IsZero() {
+		e.Time = x.now()
+	}
+	x.cfg.Progress(e)
+}
+
+// step runs fn as one journaled, timed step of the evidence.
+func (x *run) step(phase Phase, name string, fn func() error) error {
+	full := string(phase)
+	if name != "" {
+		full += ":" + name
+	}
+	t0 := x.now()
+	x.cur, x.curStep = phase, name
+	x.emit(Event{Phase: phase, Step: name, Kind: EventBegin})
+	err := fn()
+	t1 := x.now()
+	x.phaseDur[phase] += t1.Sub(t0)
+	st := evidence.Step{Name: full, Start: t0.UTC(), End: t1.UTC(), Duration: evidence.Duration(t1.Sub(t0)), Result: evidence.StepOK}
+	ev := Event{Phase: phase, Step: name, Kind: EventEnd, Result: ResultOK}
+	if err != nil {
+		st.Result, st.Error = evidence.StepFailed, err.Error()
+		ev.Result, ev.Message = ResultFailed, err.Error()
+	}
+	x.steps = append(x.steps, st)
+	x.emit(ev)
+	return err
+}
+
+func (x *run) skip(phase Phase, name, why string) {
+	t := x.now().UTC()
+	full := string(phase)
+	if name != "" {
+		full += ":" + name
+	}
+	x.steps = append(x.steps, evidence.Step{Name: full, Start: t, End: t, Result: evidence.StepSkipped, Error: why})
+	x.emit(Event{Phase: phase, Step: name, Kind: EventEnd, Result: ResultSkipped, Message: why})
+}
+
+func (x *run) check(name, what string, ok bool, because string) {
+	c := evidence.Check{Name: name, What: what, Verified: ok}
+	if !ok {
+		c.Because = because
+	}
+	x.checks = append(x.checks, c)
+}
+
+// journalRec appends a journal record (when the journal is open).
+func (x *run) journalRec(kind, step, result, errText string, data any) error {
+	if x.j == nil {
+		return nil
+	}
+	var raw json.RawMessage
+	if data != nil {
+		b, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Errorf("provisioning: journal: %w", err)
+		}
+		raw = b
+	}
+	_, err := x.j.Append(journal.Record{Run: x.runID, Kind: kind, Step: step, Result: result, Error: errText, Data: raw})
+	return err
+}
+
+func (x *run) auditRec(ev audit.Event, result audit.Result, details audit.Details) {
+	if x.cfg.Audit == nil || x.mac == "" {
+		return
+	}
+	op := x.cfg.Operator
+	if op == "" {
+		op = "operator"
+	}
+	if _, err := x.cfg.Audit.Append(context.WithoutCancel(context.Background()), audit.Entry{
+		Operator: op, Device: x.mac, Run: x.runID, Event: ev, Result: result, Details: details,
+	}); err != nil {
+		x.log.Warn("audit record not written", "event", ev, "err", err)
+	}
+}
+
+func (x *run) run(ctx context.Context) error {
+	for _, c := range x.rel.Checks {
+		x.checks = append(x.checks, c)
+	}
+	// Intake ran before the board was connected (Intake); it is the run's
+	// first step in the evidence.
+	t := x.start.UTC()
+	x.steps = append(x.steps, evidence.Step{Name: string(PhaseIntake), Start: t, End: t, Result: evidence.StepOK})
+
+	if err := x.step(PhaseConnect, "", func() error { return x.connect(ctx) }); err != nil {
+		return err
+	}
+	if err := x.identify(); err != nil {
+		return err
+	}
+	if x.info.SecureDownload {
+		return x.locked(ctx)
+	}
+	if err := x.step(PhaseRead, "", func() error { return x.readEfuses(ctx) }); err != nil {
+		return err
+	}
+	if x.before == nil {
+		s, err := x.snapshot(x.img, false)
+		if err != nil {
+			return err
+		}
+		x.before = &s
+	}
+	if err := x.step(PhasePlan, "", x.makePlan); err != nil {
+		return err
+	}
+	rp := x.runPlan()
+	x.res.Plan = rp
+	if x.cfg.DryRun {
+		return nil
+	}
+	if x.plan.Done() && x.key == nil {
+		return x.alreadyDone(ctx)
+	}
+	if len(x.plan.Irreversible()) > 0 && x.cfg.Approve != nil {
+		if err := x.cfg.Approve(ctx, rp); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotApproved, err)
+		}
+	}
+	if err := x.beginJournal(); err != nil {
+		return err
+	}
+	for _, s := range x.plan.Steps {
+		if s.Phase == PhaseBurnKeys {
+			if err := x.burn(ctx, s.Name); err != nil {
+				return err
+			}
+		}
+	}
+	if rp.Flash {
+		if err := x.flash(ctx); err != nil {
+			return err
+		}
+	} else {
+		x.skip(PhaseFlash, "", "written and verified by an earlier run of this journal")
+		x.prepareRegions(false)
+	}
+	if err := x.step(PhaseVerify, "", func() error { return x.verify(ctx) }); err != nil {
+		return err
+	}
+	for _, s := range x.plan.Steps {
+		if s.Phase == PhaseLock && s.Name != StepDownload {
+			if err := x.burn(ctx, s.Name); err != nil {
+				return err
+			}
+		}
+	}
+	if err := x.step(PhaseReadback, "", func() error { return x.readback(ctx) }); err != nil {
+		return err
+	}
+	if err := x.burn(ctx, StepDownload); err != nil {
+		return err
+	}
+	return x.bootCheck(ctx)
+}
+
+// connect resets the board into the ROM loader and syncs.
+func (x *run) connect(ctx context.Context) error {
+	if x.sess != nil {
+		x.sess = nil
+	}
+	_ = x.l.setBaud(115200) // the chip's UART starts at its ROM rate after a reset
+	baud := x.cfg.Baud
+	if baud == 0 {
+		baud = DefaultBaud
+	}
+	// The stub is uploaded by hand: a board in secure download mode (a
+	// finished one, or right after the last burn) refuses it, and that is
+	// no reason to fail.
+	fc := flasher.Config{Chip: x.r.Chip.Arg(), Log: x.log, Progress: x.flasherProgress}
+	s, err := flasher.Connect(ctx, x.b, x.b, fc)
+	if err != nil {
+		if _, ok := errors.AsType[*flasher.ChipMismatchError](err); ok {
+			return &ConflictError{Field: "chip", Reason: "the board is not the recipe's chip", Err: err}
+		}
+		return fmt.Errorf("%w: connect: %w", ErrLink, err)
+	}
+	if baud != s.Info().Baud {
+		if err := s.ChangeBaud(ctx, baud); err != nil {
+			if errors.Is(err, flasher.ErrLinkLost) {
+				return fmt.Errorf("%w: change baud to %d: %w", ErrLink, baud, err)
+			}
+			x.log.Warn("baud change refused, staying at the current rate", "baud", baud, "err", err)
+		}
+	}
+	// The stub goes up at the fast rate: its 8 KiB or so take a tenth of
+	// the time they take at 115200.
+	if x.cfg.Stub != nil && !s.Info().SecureDownload {
+		if err := s.LoadStub(ctx, x.cfg.Stub); err != nil {
+			return fmt.Errorf("%w: upload the flasher stub: %w", ErrLink, err)
+		}
+	}
+	x.sess, x.info = s, s.Info()
+	if !x.identified {
+		x.ident, x.identified = x.info, true
+	}
+	x.res.Baud = max(x.res.Baud, x.info.Baud)
+	if x.info.BelowMinRevision() {
+		return conflict("chip revision", "%v revision %d.%d is below the %d.%d Fuseline supports", x.info.Chip.Name,
+			x.info.Revision/100, x.info.Revision%100, x.info.Chip.MinRevision/100, x.info.Chip.MinRevision%100)
+	}
+	return nil
+}
+
+// flasherProgress forwards the flasher's byte counts (writes, reads,
+// verifies, eFuse programs) as progress of the step under way.
+func (x *run) flasherProgress(e flasher.Event) {
+	switch e.Phase {
+	case flasher.PhaseWrite, flasher.PhaseErase, flasher.PhaseVerify, flasher.PhaseRead, flasher.PhaseEfuse:
+	default:
+		return // reset, sync, detect, stub and baud are not byte counts
+	}
+	x.emit(Event{Phase: x.cur, Step: x.curStep, Kind: EventProgress, Region: e.Region, Done: e.Done, Total: e.Total})
+}
+
+// identify names the device and opens its journal.
+func (x *run) identify() error {
+	var mac [6]byte
+	known := x.info.MACKnown
+	if known {
+		mac = x.info.MAC
+	} else if d, ok := x.raw.(DeviceID); ok {
+		mac, known = d.DeviceMAC()
+	}
+	if known {
+		x.mac = fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
+		x.device = journal.DeviceName(x.mac)
+	} else {
+		// Secure download mode hides the MAC: the slot's pointer names the
+		// board it was working on.
+		d, err := journal.Current(x.journalDir(), x.slot)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrJournal, err)
+		}
+		if d == "" || len(d) != 12 {
+			return fmt.Errorf("%w: the board is in secure download mode, its MAC cannot be read, and slot %s has no board in progress", ErrJournal, x.slot)
+		}
+		x.device = d
+		x.mac = d[0:2] + ":" + d[2:4] + ":" + d[4:6] + ":" + d[6:8] + ":" + d[8:10] + ":" + d[10:12]
+	}
+	x.res.MAC = x.mac
+	x.runID = evidence.NewID(x.mac, x.start)
+	msg := fmt.Sprintf("%s %s", x.info.Chip.Name, x.mac)
+	if x.info.Revision >= 0 {
+		msg += fmt.Sprintf(" rev %d.%d", x.info.Revision/100, x.info.Revision%100)
+	}
+	if x.info.SecureDownload {
+		msg += ", secure download mode"
+	}
+	x.emit(Event{Phase: PhaseConnect, Kind: EventInfo, Message: msg})
+	if x.cfg.DryRun {
+		recs, err := journal.Load(x.journalDir(), x.device)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrJournal, err)
+		}
+		x.js = replay(recs)
+		return x.loadKey(nil)
+	}
+	j, err := journal.Open(x.journalDir(), x.device, x.now)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	x.j = j
+	x.js = replay(j.Records())
+	if err := x.loadKey(j); err != nil {
+		return err
+	}
+	if x.js.started && !x.js.complete && x.js.recipe != "" && x.js.recipe != x.r.SHA256Hex() {
+		return fmt.Errorf("%w: this board's unfinished run used recipe %s…; finish it with that recipe", ErrJournal, x.js.recipe[:12])
+	}
+	x.res.Resumed = x.js.started && !x.js.complete
+	if x.js.before != nil {
+		x.before = x.js.before
+	}
+	return nil
+}
+
+// loadKey reads the journaled device key, checking it against its digest.
+func (x *run) loadKey(j *journal.Journal) error {
+	var key []byte
+	var err error
+	if j != nil {
+		key, err = j.LoadKey()
+	} else {
+		key, err = journal.LoadKey(x.journalDir(), x.device)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	if key == nil {
+		return nil
+	}
+	if x.js.keyDigest != "" && keyDigest(key) != x.js.keyDigest {
+		clear(key)
+		return fmt.Errorf("%w: the stored device key does not match the digest the journal recorded", ErrJournal)
+	}
+	return x.setKey(key)
+}
+
+func keyDigest(key []byte) string {
+	s := sha256.Sum256(key)
+	return hex.EncodeToString(s[:])
+}
+
+func (x *run) setKey(key []byte) error {
+	kb, err := flashenc.KeyBlocks(x.r.FlashEncryption.Scheme, key)
+	if err != nil {
+		clear(key)
+		return fmt.Errorf("%w: device key: %v", ErrJournal, err)
+	}
+	c, err := flashenc.New(x.r.FlashEncryption.Scheme, key, 0xF)
+	if err != nil {
+		clear(key)
+		return fmt.Errorf("%w: device key: %v", ErrJournal, err)
+	}
+	x.key, x.kb, x.cipher = key, kb, c
+	return nil
+}
+
+// zeroise forgets the device key in memory.
+func (x *run) zeroise() {
+	clear(x.key)
+	for i := range x.kb {
+		clear(x.kb[i][:])
+	}
+	x.key, x.kb, x.cipher = nil, nil, nil
+}
+
+func (x *run) readEfuses(ctx context.Context) error {
+	img, err := x.sess.ReadEfuses(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: read eFuses: %w", ErrLink, err)
+	}
+	x.img = img
+	return nil
+}
+
+// makePlan plans the burns. A fresh key is drawn only when the key step
+// still has to burn the key and the journal holds none.
+func (x *run) makePlan() error {
+	in := PlanInput{Recipe: x.r, State: x.img, Assignment: x.js.assign, FlashKey: x.kb, KeyIsOurs: x.js.assign != nil,
+		MinSecureVersion: int(x.rel.MinSecureVersion)}
+	p, err := NewPlan(in)
+	if err != nil && errors.Is(err, ErrJournal) && x.key == nil && !x.js.keyBurnBegun {
+		// The key step needs a key: draw one for this device.
+		key := make([]byte, x.r.FlashEncryption.Scheme.KeyLen())
+		rnd := x.cfg.Rand
+		if rnd == nil {
+			rnd = rand.Reader
+		}
+		if _, err := io.ReadFull(rnd, key); err != nil {
+			return fmt.Errorf("provisioning: device key: %w", err)
+		}
+		if err := x.setKey(key); err != nil {
+			return err
+		}
+		in.FlashKey = x.kb
+		p, err = NewPlan(in)
+	}
+	if err != nil {
+		return err
+	}
+	x.plan = p
+	x.emit(Event{Phase: PhasePlan, Kind: EventInfo, Message: fmt.Sprintf("%d eFuse steps to burn: %s", len(p.Irreversible()), strings.Join(p.Irreversible(), ", "))})
+	return nil
+}
+
+func (x *run) writeMode(im *Image) string {
+	if !im.Encrypt {
+		return "plain"
+	}
+	return string(x.r.WriteMode)
+}
+
+func (x *run) runPlan() *RunPlan {
+	rp := &RunPlan{Device: x.mac, Chip: x.r.Chip.Arg(), Recipe: x.r.Name, Release: x.rel.Version, Efuse: x.plan, Flash: !x.js.flashVerified}
+	if rp.Recipe == "" {
+		rp.Recipe = filepath.Base(x.r.Source.File)
+	}
+	for i := range x.rel.Images {
+		im := &x.rel.Images[i]
+		rp.Regions = append(rp.Regions, RegionPlan{Role: im.Role, File: im.File, Offset: im.Offset, Size: len(im.Data), Encrypted: im.Encrypt, Mode: x.writeMode(im)})
+	}
+	return rp
+}
+
+// beginJournal records the run's start, the block assignment and the device
+// key (in its 0600 file) before anything is burned.
+func (x *run) beginJournal() error {
+	if err := journal.SetCurrent(x.journalDir(), x.slot, x.device); err != nil {
+		return fmt.Errorf("%w: %v", ErrJournal, err)
+	}
+	if err := x.journalRec(recRunStart, "", "", "", runStartData{Recipe: x.r.SHA256Hex(), Name: x.r.Name, Release: x.rel.Version, WriteMode: string(x.r.WriteMode)}); err != nil {
+		return err
+	}
+	if x.js.assign == nil || !slices.Equal(x.js.assign.FlashKey, x.plan.Assignment.FlashKey) || !slices.Equal(x.js.assign.Digests, x.plan.Assignment.Digests) {
+		a := x.plan.Assignment
+		if err := x.journalRec(recAssign, "", "", "", a); err != nil {
+			return err
+		}
+		x.js.assign = &a
+	}
+	if x.key != nil && !x.j.HasKey() {
+		if err := x.j.SaveKey(x.key); err != nil {
+			return fmt.Errorf("%w: %v", ErrJournal, err)
+		}
+		if err := x.journalRec(recKey, "", "", "", keyData{Digest: keyDigest(x.key)}); err != nil {
+			return err
+		}
+		x.js.keyDigest = keyDigest(x.key)
+	}
+	x.keySaved = x.key != nil
+	if !x.js.haveBefore && x.before != nil {
+		if err := x.journalRec(recBefore, "", "", "", x.before); err != nil {
+			return err
+		}
+		x.js.haveBefore = true
+	}
+	x.auditRec(audit.EventRunStart, audit.ResultInfo, audit.Details{"recipe_sha256": x.r.SHA256Hex(), "release": x.rel.Version, "slot": x.slot})
+	return nil
+}
+
+// burn runs one burn step: re-planned against the board as read now (so a
+// resumed run burns only what is missing, with the same values), journaled
+// before and after, read back and checked.
+func (x *run) burn(ctx context.Context, name string) error {
+	p, err := NewPlan(PlanInput{Recipe: x.r, State: x.img, Assignment: &x.plan.Assignment, FlashKey: x.kb, KeyIsOurs: true,
+		MinSecureVersion: int(x.rel.MinSecureVersion)})
+	if err != nil {
+		return err
+	}
+	s := p.Step(name)
+	phase := s.Phase
+	if s.Done() {
+		x.skip(phase, name, "already burned: the board holds it")
+		x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+" read back as planned", true, "")
+		return nil
+	}
+	return x.step(phase, name, func() error {
+		var fields []string
+		for _, pr := range s.Burn.Programs {
+			fields = append(fields, pr.Fields...)
+		}
+		if err := x.journalRec(recBegin, name, "", "", map[string]any{"fields": fields, "repair": s.Repair}); err != nil {
+			return err
+		}
+		blocks := efuse.Blocks(x.r.Chip.ID)
+		var progs []flasher.BlockProgram
+		for _, pr := range s.Burn.Programs {
+			bp := flasher.ProgramFrom(pr, blocks[pr.Block].Words)
+			bp.Lockdown = s.Lockdown && pr.Block == 0
+			progs = append(progs, bp)
+		}
+		err := x.sess.BurnBlocks(ctx, progs)
+		if s.Lockdown && errors.Is(err, flasher.ErrLinkClosedByLockdown) {
+			err = nil
+		}
+		if err != nil {
+			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
+			x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+" read back as planned", false, err.Error())
+			if be, ok := errors.AsType[*flasher.EfuseBurnError](err); ok && be.Err == nil {
+				// Every attempt programmed, and bits are still missing.
+				return fmt.Errorf("%w: burn %s: %w", ErrVerify, name, be)
+			}
+			return fmt.Errorf("%w: burn %s: %w", ErrLink, name, err)
+		}
+		x.res.Burned = append(x.res.Burned, name)
+		if s.Lockdown {
+			return x.confirmLockdown(ctx, name)
+		}
+		// BurnBlocks read every block back after programming it and checked
+		// the controller's error registers; the board now reads as the plan
+		// says, so the state is advanced without reading all blocks again
+		// (the read-back phase reads everything before the last burn).
+		next := x.img.Clone()
+		if err := efuse.Apply(next, s.Burn); err != nil {
+			return fmt.Errorf("provisioning: %s: %w", name, err)
+		}
+		view, err := next.ReadView()
+		if err != nil {
+			return fmt.Errorf("provisioning: %s: %w", name, err)
+		}
+		for _, blk := range next.Blocks {
+			clear(blk)
+		}
+		x.img = view
+		x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+": every programmed block read back equal to its program data, controller error registers clear", true, "")
+		x.auditRec(audit.EventEfuseBurn, audit.ResultOK, audit.Details{"step": name, "fields": truncate(strings.Join(fields, ","), 256)})
+		return x.journalRec(recEnd, name, ResultOK, "", nil)
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// confirmLockdown reconnects after the last burn: secure download mode must
+// now be on (or the loader gone, for download disabled).
+func (x *run) confirmLockdown(ctx context.Context, name string) error {
+	err := x.connect(ctx)
+	switch x.r.Lockdown.Download {
+	case recipe.DownloadDisabled:
+		ok := err != nil && errors.Is(err, ErrLink)
+		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after DIS_DOWNLOAD_MODE", ok, "the loader still answers")
+		if !ok {
+			_ = x.journalRec(recEnd, name, ResultFailed, "download mode still answers", nil)
+			return fmt.Errorf("%w: download mode still answers after %s", ErrVerify, name)
+		}
+		x.info.SecureDownload = false
+	default:
+		if err != nil {
+			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
+			return err
+		}
+		ok := x.info.SecureDownload && x.info.Security.Flags&loader.FlagSecureDownloadEnable != 0
+		x.check(evidence.CheckLockdown+":download", "GET_SECURITY_INFO reports secure download mode after ENABLE_SECURITY_DOWNLOAD", ok, "the loader does not report secure download mode")
+		if !ok {
+			_ = x.journalRec(recEnd, name, ResultFailed, "secure download mode not reported", nil)
+			return fmt.Errorf("%w: secure download mode is not on after %s", ErrVerify, name)
+		}
+	}
+	if x.after != nil {
+		f := "ENABLE_SECURITY_DOWNLOAD"
+		if x.r.Lockdown.Download == recipe.DownloadDisabled {
+			f = "DIS_DOWNLOAD_MODE"
+			if x.r.Chip.ID == chip.ESP32 {
+				f = "UART_DOWNLOAD_DIS"
+			}
+		}
+		x.after.Fields[f] = 1
+		_ = x.journalRec(recAfter, "", "", "", x.after)
+	}
+	x.auditRec(audit.EventLock, audit.ResultOK, audit.Details{"step": name, "download": string(x.r.Lockdown.Download)})
+	return x.journalRec(recEnd, name, ResultOK, "", nil)
+}
+
+// prepareRegions computes what each region must hold in flash.
+func (x *run) prepareRegions(needKey bool) error {
+	x.regions = nil
+	for i := range x.rel.Images {
+		im := &x.rel.Images[i]
+		rg := &region{im: im, mode: x.writeMode(im)}
+		if im.Encrypt {
+			if x.cipher == nil {
+				if needKey {
+					return fmt.Errorf("%w: the device key is needed to write %s but is not available", ErrJournal, im.File)
+				}
+			} else {
+				pt := padTo(im.Data, 16)
+				ct := make([]byte, len(pt))
+				if err := x.cipher.Encrypt(ct, pt, im.Offset); err != nil {
+					return fmt.Errorf("provisioning: encrypt %s: %w", im.File, err)
+				}
+				rg.expected = ct
+			}
+		} else {
+			rg.expected = im.Data
+		}
+		x.regions = append(x.regions, rg)
+	}
+	return nil
+}
+
+func padTo(b []byte, n int) []byte {
+	if len(b)%n == 0 {
+		return b
+	}
+	out := make([]byte, (len(b)+n-1)/n*n)
+	copy(out, b)
+	for i := len(b); i < len(out); i++ {
+		out[i] = 0xFF
+	}
+	return out
+}
+
+// flash writes every region: ciphertext (host-encrypted), plaintext with
+// the loader's encrypted-write flag (chip-encrypted), or plaintext.
+func (x *run) flash(ctx context.Context) error {
+	if err := x.prepareRegions(true); err != nil {
+		return err
+	}
+	for _, rg := range x.regions {
+		name := fmt.Sprintf("%s@0x%x", rg.im.Role, rg.im.Offset)
+		err := x.step(PhaseFlash, name, func() error {
+			if err := x.journalRec(recBegin, "flash:"+name, "", "", nil); err != nil {
+				return err
+			}
+			r := flasher.Region{Name: rg.im.Role, Offset: rg.im.Offset}
+			switch rg.mode {
+			case string(recipe.HostEncrypted):
+				r.Data, r.NoImageCheck = rg.expected, true
+			case string(recipe.ChipEncrypted):
+				r.Data, r.ChipEncrypt = padTo(rg.im.Data, 16), true
+			default:
+				r.Data = rg.im.Data
+			}
+			res, err := x.sess.WriteRegion(ctx, r)
+			rg.res = res
+			if res != nil {
+				x.res.PayloadBytes += int64(res.WireBytes)
+			}
+			if err != nil {
+				_ = x.journalRec(recEnd, "flash:"+name, ResultFailed, err.Error(), nil)
+				if ve, ok := errors.AsType[*flasher.VerifyError](err); ok {
+					return fmt.Errorf("%w: %w", ErrVerify, ve)
+				}
+				return fmt.Errorf("%w: write %s: %w", ErrLink, name, err)
+			}
+			x.auditRec(audit.EventRegionWritten, audit.ResultOK, audit.Details{"region": name, "mode": rg.mode,
+				"written_sha256": fmt.Sprintf("%x", sha256.Sum256(rg.expected))})
+			return x.journalRec(recEnd, "flash:"+name, ResultOK, "", nil)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verify re-checks flash: the MD5 of every region against the expected
+// ciphertext, the expected ciphertext decrypted and its Secure Boot
+// signatures checked against the digests the board will hold, and the raw
+// flash through the fixture's SPI probe where there is one.
+func (x *run) verify(ctx context.Context) error {
+	var failed []string
+	revoked := make([]bool, 3)
+	for _, s := range x.r.SecureBoot.Revoke {
+		revoked[s] = true
+	}
+	for _, rg := range x.regions {
+		name := fmt.Sprintf("%s@0x%x", rg.im.Role, rg.im.Offset)
+		if rg.expected == nil {
+			x.check(evidence.CheckFlashMD5+":"+name, "flash MD5 against the expected ciphertext", false, "the device key is not available to compute the expected ciphertext")
+			failed = append(failed, name)
+			continue
+		}
+		switch {
+		case !x.r.Verify.MD5:
+			x.check(evidence.CheckFlashMD5+":"+name, "flash MD5 against the expected ciphertext", false, "the recipe turned MD5 verification off")
+		case rg.res != nil && rg.res.Verified && rg.res.Size == len(rg.expected):
+			x.check(evidence.CheckFlashMD5+":"+name, fmt.Sprintf("flash MD5 of 0x%x bytes at 0x%x equals the MD5 of the expected bytes (%s), checked after writing", len(rg.expected), rg.im.Offset, rg.mode), rg.res.MD5 == md5.Sum(rg.expected), "the loader's MD5 is of other data")
+		default:
+			got, err := x.sess.FlashMD5(ctx, rg.im.Offset, uint32(len(rg.expected)))
+			if err != nil {
+				return fmt.Errorf("%w: MD5 of %s: %w", ErrLink, name, err)
+			}
+			ok := got == md5.Sum(rg.expected)
+			x.check(evidence.CheckFlashMD5+":"+name, fmt.Sprintf("flash MD5 of 0x%x bytes at 0x%x equals the MD5 of the expected bytes (%s)", len(rg.expected), rg.im.Offset, rg.mode), ok, "flash holds other bytes than the expected ciphertext")
+			if !ok {
+				failed = append(failed, name)
+			}
+		}
+		if rg.im.Exec && rg.im.Encrypt {
+			what := "the expected ciphertext decrypts to the image, whose Secure Boot v2 signature verifies against the digests the board holds"
+			switch {
+			case !x.r.Verify.DecryptAndVerify:
+				x.check(evidence.CheckDecryptedSignature+":"+name, what, false, "the recipe turned decrypt-and-verify off")
+			default:
+				pt := make([]byte, len(rg.expected))
+				err := x.cipher.Decrypt(pt, rg.expected, rg.im.Offset)
+				if err == nil && !bytes.Equal(pt[:len(rg.im.Data)], rg.im.Data) {
+					err = errors.New("decrypts to other bytes than the release image")
+				}
+				if err == nil {
+					_, err = secureboot.VerifyDigests(pt[:len(rg.im.Data)], x.r.SecureBoot.Digests, revoked)
+				}
+				ok := err == nil
+				why := ""
+				if err != nil {
+					why = err.Error()
+					failed = append(failed, name)
+				}
+				x.check(evidence.CheckDecryptedSignature+":"+name, what, ok, why)
+			}
+		}
+		switch {
+		case x.cfg.Probe == nil && x.r.Verify.SPIProbe:
+			x.check(evidence.CheckSPIProbe+":"+name, "raw flash read through the fixture's SPI probe equals what was written", false, "the recipe requires an SPI probe and the fixture has none")
+			failed = append(failed, name)
+		case x.cfg.Probe == nil:
+			x.check(evidence.CheckSPIProbe+":"+name, "raw flash read through the fixture's SPI probe equals what was written", false, "the fixture has no SPI probe")
+		default:
+			raw, err := x.cfg.Probe.ReadFlash(ctx, rg.im.Offset, len(rg.expected))
+			ok := err == nil && bytes.Equal(raw, rg.expected)
+			why := "the raw flash differs from the expected ciphertext"
+			if err != nil {
+				why = "probe read failed: " + err.Error()
+			}
+			x.check(evidence.CheckSPIProbe+":"+name, "raw flash read through the fixture's SPI probe equals the expected ciphertext (not plaintext)", ok, why)
+			if !ok {
+				failed = append(failed, name)
+			}
+		}
+		x.auditRec(audit.EventRegionVerified, resultOf(!slices.Contains(failed, name)), audit.Details{"region": name})
+	}
+	if len(failed) > 0 {
+		_ = x.journalRec(recEnd, "verify", ResultFailed, strings.Join(failed, ", "), nil)
+		return fmt.Errorf("%w: %s", ErrVerify, strings.Join(failed, ", "))
+	}
+	if x.key != nil {
+		if err := x.journalRec(recEnd, "verify", ResultOK, "", verifyData{KeyDigest: keyDigest(x.key)}); err != nil {
+			return err
+		}
+		x.js.flashVerified = true
+	}
+	return nil
+}
+
+func resultOf(ok bool) audit.Result {
+	if ok {
+		return audit.ResultOK
+	}
+	return audit.ResultFail
+}
+
+// readback reads the final eFuses before the download lockdown (the last
+// moment registers can be read): every step but the last must be done, the
+// flash key must read as zero.
+func (x *run) readback(ctx context.Context) error {
+	if err := x.readEfuses(ctx); err != nil {
+		return err
+	}
+	p, err := NewPlan(PlanInput{Recipe: x.r, State: x.img, Assignment: &x.plan.Assignment, KeyIsOurs: true, FlashKey: x.kb,
+		MinSecureVersion: int(x.rel.MinSecureVersion)})
+	var pending []string
+	if err == nil {
+		for _, s := range p.Steps {
+			if s.Name != StepDownload && !s.Done() {
+				pending = append(pending, s.Name)
+			}
+		}
+	}
+	why := "steps not in effect: " + strings.Join(pending, ", ")
+	if err != nil {
+		why = err.Error()
+	}
+	lockOK := err == nil && len(pending) == 0
+	x.check(evidence.CheckLockdown, "final eFuse read-back holds the recipe's encryption, Secure Boot, lockdown, protections, revocations and secure version", lockOK, why)
+	hidden := true
+	for _, b := range x.plan.Assignment.FlashKey {
+		name := x.keyBlockName(b)
+		r, _ := x.img.Readable(name)
+		data, _ := x.img.GetBytes(name)
+		hidden = hidden && !r && allZero(data)
+	}
+	x.check(evidence.CheckKeyReadProtected, "the flash-encryption key block(s) read as zero with RD_DIS set", hidden, "a key block is readable")
+	s, serr := x.snapshot(x.img, true)
+	if serr != nil {
+		return serr
+	}
+	x.after = &s
+	if err := x.journalRec(recAfter, "", "", "", s); err != nil {
+		return err
+	}
+	if !lockOK || !hidden {
+		return fmt.Errorf("%w: %s", ErrVerify, why)
+	}
+	return nil
+}
+
+func (x *run) keyBlockName(block int) string {
+	if x.r.Chip.ID == chip.ESP32 {
+		return fmt.Sprintf("BLOCK%d", block)
+	}
+	return fmt.Sprintf("BLOCK_KEY%d", block-4)
+}
+
+// bootCheck resets the board into SPI boot and watches its UART until the
+// app runs.
+func (x *run) bootCheck(ctx context.Context) error {
+	if !x.r.Verify.BootCheck {
+		x.check(evidence.CheckBootLog, "the board boots the release", false, "the recipe turned the boot check off")
+		x.skip(PhaseBoot, "", "the recipe turned the boot check off")
+		return nil
+	}
+	app := x.factoryApp()
+	return x.step(PhaseBoot, "", func() error {
+		x.sess = nil
+		// ESP-IDF logs at 115200; the host must listen at that rate before
+		// the reset, or the ROM banner arrives garbled.
+		_ = x.l.setBaud(115200)
+		if err := x.l.Reset(ctx, chip.BootSPI); err != nil {
+			return fmt.Errorf("%w: reset into SPI boot: %w", ErrLink, err)
+		}
+		project, version := "", ""
+		if app != nil {
+			project, version = app.App.ProjectName, app.App.Version
+		}
+		var ok, bad bool
+		var why string
+		text, err := readUART(ctx, x.b, x.r.Verify.BootTimeout, func(s string) bool {
+			ok, bad, why = bootVerdict(s, project, version)
+			return ok || bad
+		})
+		x.bootLog = text
+		x.res.BootLog = text
+		if ok {
+			x.check(evidence.CheckBootLog, fmt.Sprintf("the boot log reaches app_main of %s %s", project, version), true, "")
+			return nil
+		}
+		if !bad {
+			why = fmt.Sprintf("no app banner within %v", x.r.Verify.BootTimeout)
+			if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+				why += ": " + err.Error()
+			}
+		}
+		x.check(evidence.CheckBootLog, fmt.Sprintf("the boot log reaches app_main of %s %s", project, version), false, why)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: boot check: %s", ErrVerify, why)
+	})
+}
+
+func (x *run) factoryApp() *Image {
+	var first *Image
+	for i := range x.rel.Images {
+		im := &x.rel.Images[i]
+		if im.App == nil {
+			continue
+		}
+		if im.Role == "app/factory" {
+			return im
+		}
+		if first == nil {
+			first = im
+		}
+	}
+	return first
+}

@@ -1,0 +1,548 @@
+package provisioning_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"filippo.io/age"
+
+	"fuseline/esp/chip"
+	"fuseline/esp/efuse"
+	"fuseline/esp/flashenc"
+	"fuseline/esp/secureboot"
+	"fuseline/fixtures/virtual"
+	"fuseline/provisioning"
+	"fuseline/provisioning/recipe"
+	"fuseline/provisioning/sim"
+	"fuseline/provisioning/workspace"
+	"fuseline/reports/audit"
+	"fuseline/reports/evidence"
+)
+
+var _ provisioning.Board = (*sim.Board)(nil)
+var _ provisioning.DeviceID = (*sim.Board)(nil)
+var _ provisioning.Probe = (*sim.Board)(nil)
+
+func keys(t testing.TB) []*rsa.PrivateKey {
+	t.Helper()
+	var out []*rsa.PrivateKey
+	for _, n := range []string{"key1.pem", "key2.pem"} {
+		b, err := os.ReadFile(filepath.Join("testdata", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := secureboot.ParsePrivateKeyPEM(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+type env struct {
+	ws   *workspace.Workspace
+	r    *recipe.Recipe
+	rel  *provisioning.Release
+	data string
+	b    *sim.Board
+	log  *audit.Log
+}
+
+func setup(t *testing.T, c chip.Chip, o workspace.Options) *env {
+	t.Helper()
+	o.Chip = c
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	if o.Keys == nil {
+		o.Keys = keys(t)[:1]
+	}
+	ctx := context.Background()
+	ws, err := workspace.Create(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := recipe.Load(ws.RecipePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := provisioning.Intake(ctx, r, provisioning.IntakeOptions{})
+	if err != nil {
+		t.Fatalf("intake: %v", err)
+	}
+	e := &env{ws: ws, r: r, rel: rel, data: filepath.Join(o.Dir, "data")}
+	e.b, err = sim.New(virtual.Config{Chip: c, StateDir: filepath.Join(o.Dir, "board")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.b.Close() })
+	e.log, err = audit.Open(ctx, audit.Config{Dir: e.data, Station: "test-station"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.log.Close(context.Background()) })
+	return e
+}
+
+func (e *env) cfg() provisioning.Config {
+	return provisioning.Config{Recipe: e.r, Release: e.rel, DataDir: e.data, Station: "test-station", Operator: "tester",
+		Target: "virtual", Audit: e.log, Probe: e.b}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestRunBlankS3(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	var events []provisioning.Event
+	cfg := e.cfg()
+	cfg.Progress = func(ev provisioning.Event) { events = append(events, ev) }
+	res, err := provisioning.Run(ctxT(t), e.b, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v (result %+v)", err, res)
+	}
+	if res.Verdict != evidence.PASS {
+		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
+	}
+	phys := e.b.V.Efuse()
+	for f, want := range map[string]uint64{"SPI_BOOT_CRYPT_CNT": 7, "SECURE_BOOT_EN": 1, "ENABLE_SECURITY_DOWNLOAD": 1, "DIS_PAD_JTAG": 1,
+		"DIS_USB_JTAG": 1, "SOFT_DIS_JTAG": 7, "DIS_DIRECT_BOOT": 1, "DIS_DOWNLOAD_MANUAL_ENCRYPT": 1, "DIS_DOWNLOAD_ICACHE": 1, "DIS_DOWNLOAD_DCACHE": 1,
+		"SECURE_BOOT_KEY_REVOKE1": 1, "SECURE_BOOT_KEY_REVOKE2": 1, "SECURE_BOOT_KEY_REVOKE0": 0} {
+		if v, _ := phys.Get(f); v != want {
+			t.Errorf("%s = %d, want %d", f, v, want)
+		}
+	}
+	// Flash holds ciphertext: not the plaintext app.
+	app := e.rel.Images[len(e.rel.Images)-1]
+	if raw := e.b.V.FlashBytes(int(app.Offset), 64); bytes.Equal(raw, app.Data[:64]) {
+		t.Error("flash holds the plaintext app")
+	}
+	if !strings.Contains(res.BootLog, "Calling app_main()") {
+		t.Errorf("boot log does not reach app_main:\n%s", res.BootLog)
+	}
+	b, err := os.ReadFile(res.EvidencePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := evidence.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Result.Verdict != evidence.PASS || len(rec.Images) != 3 {
+		t.Errorf("evidence %+v", rec.Result)
+	}
+	for _, n := range []string{".sig", ".proof"} {
+		if _, err := os.Stat(res.EvidencePath + n); err != nil {
+			t.Errorf("evidence %s missing: %v", n, err)
+		}
+	}
+	if len(events) == 0 {
+		t.Error("no events")
+	}
+	keyFiles, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.key"))
+	if len(keyFiles) != 0 {
+		t.Errorf("device key left behind: %v", keyFiles)
+	}
+	t.Logf("phases %v total %v sent %d", res.Phases, res.Total, res.BytesSent)
+
+	// Run again: already provisioned, nothing burned.
+	before := e.b.V.Efuse()
+	res2, err := provisioning.Run(ctxT(t), e.b, e.cfg())
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	if !res2.AlreadyProvisioned || len(res2.Burned) != 0 || !before.Equal(e.b.V.Efuse()) {
+		t.Errorf("second run: already %v burned %v", res2.AlreadyProvisioned, res2.Burned)
+	}
+}
+
+// fixedRand is a deterministic key source, so interrupted and uninterrupted
+// runs draw the same device key and must end in identical eFuses.
+type fixedRand byte
+
+func (f fixedRand) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(f) + byte(i)*7
+	}
+	return len(p), nil
+}
+
+func TestRunC3ChipEncrypted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.C3(), workspace.Options{Recipe: workspace.RecipeOptions{WriteMode: recipe.ChipEncrypted}})
+	cfg := e.cfg()
+	cfg.Rand = fixedRand(3)
+	cfg.Stub = benchStub() // compressed chip-encrypted writes
+	res, err := provisioning.Run(ctxT(t), e.b, cfg)
+	if err != nil || res.Verdict != evidence.PASS {
+		t.Fatalf("Run: %v %+v", err, res)
+	}
+	for _, c := range res.Record.Checks {
+		if strings.HasPrefix(c.Name, evidence.CheckFlashMD5) || strings.HasPrefix(c.Name, evidence.CheckSPIProbe) || strings.HasPrefix(c.Name, evidence.CheckDecryptedSignature) {
+			if !c.Verified {
+				t.Errorf("check %s not verified: %s", c.Name, c.Because)
+			}
+		}
+	}
+	if v, _ := e.b.V.Efuse().Get("DIS_DOWNLOAD_ICACHE"); v != 1 {
+		t.Error("C3 lockdown missing")
+	}
+	if res.PayloadBytes >= e.rel.Bytes() {
+		t.Errorf("chip-encrypted with the stub sent %d payload bytes for %d of images: not compressed", res.PayloadBytes, e.rel.Bytes())
+	}
+}
+
+func TestRunRefusedBeforeAnyBurn(t *testing.T) {
+	t.Parallel()
+	// A board whose digest slot 0 holds another key's digest.
+	foreign := func(t *testing.T) *efuse.Image {
+		img, _ := efuse.NewImage(chip.ESP32S3)
+		img.Set("KEY_PURPOSE_0", uint64(efuse.PurposeSecureBootDigest0))
+		d, _ := os.ReadFile(filepath.Join("testdata", "key2.digest.bin"))
+		img.SetBytes("BLOCK_KEY0", d)
+		img.SetBytes("MAC", []byte{6, 5, 4, 3, 2, 1})
+		return img
+	}
+	dir := t.TempDir()
+	e := setup(t, chip.S3(), workspace.Options{Dir: dir})
+	e.b.Close()
+	b, err := sim.New(virtual.Config{Chip: chip.S3(), Efuse: foreign(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	before := b.V.Efuse()
+	cfg := e.cfg()
+	cfg.Probe = b
+	res, err := provisioning.Run(ctxT(t), b, cfg)
+	if !errors.Is(err, provisioning.ErrConflict) || res.Verdict != evidence.REFUSED {
+		t.Fatalf("err %v verdict %s", err, res.Verdict)
+	}
+	if !before.Equal(b.V.Efuse()) {
+		t.Fatal("a refused board was burned")
+	}
+	if res.EvidencePath == "" {
+		t.Error("no evidence for a refused board")
+	}
+	if keys, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.key")); len(keys) != 0 {
+		t.Errorf("a refused board left a device key: %v", keys)
+	}
+}
+
+func TestRunDryRunAndNotApproved(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	before := e.b.V.Efuse()
+	cfg := e.cfg()
+	cfg.DryRun = true
+	res, err := provisioning.Run(ctxT(t), e.b, cfg)
+	if err != nil || res.Plan == nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	var out bytes.Buffer
+	if err := provisioning.WritePlan(&out, res.Plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"IRREVERSIBLE", "SPI_BOOT_CRYPT_CNT", "→ 7", "BLOCK_KEY0", "(read-protected)", "ENABLE_SECURITY_DOWNLOAD", "host-encrypted"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !before.Equal(e.b.V.Efuse()) {
+		t.Fatal("dry run burned")
+	}
+	if files, _ := filepath.Glob(filepath.Join(e.data, "journal", "*")); len(files) != 0 {
+		t.Errorf("dry run wrote %v", files)
+	}
+	cfg.DryRun = false
+	cfg.Approve = func(context.Context, *provisioning.RunPlan) error { return errors.New("operator said no") }
+	res, err = provisioning.Run(ctxT(t), e.b, cfg)
+	if !errors.Is(err, provisioning.ErrNotApproved) || res.Verdict != evidence.FAIL {
+		t.Fatalf("not approved: %v %s", err, res.Verdict)
+	}
+	if !before.Equal(e.b.V.Efuse()) {
+		t.Fatal("a declined run burned")
+	}
+}
+
+// TestRunPowerCutAtStepBoundaries cuts the power (the run stops, the board
+// is power-cycled) before and after every step in turn; the re-run must
+// end in the eFuses of an uninterrupted run and burn nothing twice.
+func TestRunPowerCutAtStepBoundaries(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	t.Parallel()
+	ref := setup(t, chip.S3(), workspace.Options{})
+	cfg := ref.cfg()
+	cfg.Rand = fixedRand(9)
+	var steps []string
+	cfg.Progress = func(ev provisioning.Event) {
+		if ev.Kind == provisioning.EventBegin && ev.Step != "" {
+			steps = append(steps, ev.Step)
+		}
+	}
+	if _, err := provisioning.Run(ctxT(t), ref.b, cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := ref.b.V.Efuse()
+	for _, step := range steps {
+		for _, kind := range []provisioning.EventKind{provisioning.EventBegin, provisioning.EventEnd} {
+			t.Run(step+"/"+string(kind), func(t *testing.T) {
+				t.Parallel()
+				e := setup(t, chip.S3(), workspace.Options{})
+				cfg := e.cfg()
+				cfg.Rand = fixedRand(9)
+				ctx, cancel := context.WithCancel(ctxT(t))
+				cut := false
+				cfg.Progress = func(ev provisioning.Event) {
+					if !cut && ev.Step == step && ev.Kind == kind {
+						cut = true
+						cancel()
+					}
+				}
+				res1, err := provisioning.Run(ctx, e.b, cfg)
+				if err == nil && !cut {
+					t.Fatalf("step %s not reached", step)
+				}
+				// Power cycle: the board comes back from its saved state.
+				dir := filepath.Join(filepath.Dir(e.data), "board")
+				e.b.Close()
+				b2, err := sim.New(virtual.Config{Chip: chip.S3(), StateDir: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b2.Close()
+				cfg = e.cfg()
+				cfg.Probe = b2
+				res2, err := provisioning.Run(ctxT(t), b2, cfg)
+				if err != nil {
+					t.Fatalf("re-run after cut at %s %s: %v", kind, step, err)
+				}
+				if !b2.V.Efuse().Equal(want) {
+					t.Fatalf("final eFuses differ from an uninterrupted run")
+				}
+				for _, s := range res1.Burned {
+					for _, s2 := range res2.Burned {
+						if s == s2 {
+							t.Errorf("step %s burned in both runs", s)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// bundleOf collects an evidence bundle from a station data directory.
+func bundleOf(t *testing.T, data string, log *audit.Log) evidence.Bundle {
+	t.Helper()
+	b := evidence.Bundle{}
+	pub, err := os.ReadFile(log.Layout().PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[evidence.BundleKeyFile] = pub
+	cp, ok := log.Latest()
+	if !ok {
+		t.Fatal("no checkpoint")
+	}
+	b[evidence.BundleCheckpointFile] = cp.Note
+	files, _ := filepath.Glob(filepath.Join(data, "evidence", "*"))
+	for _, f := range files {
+		c, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b["evidence/"+filepath.Base(f)] = c
+	}
+	return b
+}
+
+func TestRunEvidenceBundleVerifies(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	res, err := provisioning.Run(ctxT(t), e.b, e.cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := evidence.VerifyBundle(context.Background(), bundleOf(t, e.data, e.log), evidence.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("VerifyBundle: %v", err)
+	}
+	if len(rep.Devices) != 1 || rep.Devices[0].Verdict != evidence.PASS || rep.Devices[0].MAC != res.MAC {
+		t.Fatalf("bundle report %+v", rep.Devices)
+	}
+}
+
+func TestRunEscrow(t *testing.T) {
+	t.Parallel()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := setup(t, chip.S3(), workspace.Options{Recipe: workspace.RecipeOptions{Extra: "escrow:\n  enabled: true\n  recipient: " + id.Recipient().String() + "\n"}})
+	res, err := provisioning.Run(ctxT(t), e.b, e.cfg())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(res.EscrowPath)
+	if err != nil {
+		t.Fatalf("escrow file: %v", err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("escrow file mode %v", st.Mode())
+	}
+	rd, err := age.Decrypt(f, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := io.ReadAll(rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := flashenc.KeyBlocks(chip.XTSAES128, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	burned, _ := e.b.V.Efuse().GetBytes("BLOCK_KEY0")
+	if !bytes.Equal(burned, kb[0][:]) {
+		t.Fatal("the escrowed key is not the burned key")
+	}
+	if keys, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.key")); len(keys) != 0 {
+		t.Errorf("plain key left in the journal: %v", keys)
+	}
+}
+
+func TestRunWrongChip(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	b, err := sim.New(virtual.Config{Chip: chip.C3()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	before := b.V.Efuse()
+	cfg := e.cfg()
+	cfg.Probe = b
+	res, err := provisioning.Run(ctxT(t), b, cfg)
+	if err == nil || res.Verdict == evidence.PASS {
+		t.Fatalf("an S3 recipe passed on a C3: %v", err)
+	}
+	if !before.Equal(b.V.Efuse()) {
+		t.Fatal("the wrong chip was burned")
+	}
+}
+
+// TestRunKeyHygiene stops a run right after the key burn (the journal then
+// holds the device key in its 0600 file) and checks the key appears nowhere
+// else: not in the journal records, events, evidence or audit log.
+func TestRunKeyHygiene(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	key := make([]byte, 32)
+	fixedRand(77).Read(key)
+	cfg := e.cfg()
+	cfg.Rand = fixedRand(77)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	var evs bytes.Buffer
+	cfg.Progress = func(ev provisioning.Event) {
+		fmt.Fprintf(&evs, "%+v\n", ev)
+		if ev.Step == provisioning.StepFlashKey && ev.Kind == provisioning.EventEnd {
+			cancel()
+		}
+	}
+	res, err := provisioning.Run(ctx, e.b, cfg)
+	if err == nil {
+		t.Fatal("the run went on after the cut")
+	}
+	kf, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.key"))
+	if len(kf) != 1 {
+		t.Fatalf("key files %v, want one until the run passes", kf)
+	}
+	st, _ := os.Stat(kf[0])
+	if got, _ := os.ReadFile(kf[0]); !bytes.Equal(got, key) || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, holds the key: %v", st.Mode(), bytes.Equal(got, key))
+	}
+	forms := [][]byte{key, []byte(hex.EncodeToString(key)), []byte(base64.StdEncoding.EncodeToString(key))}
+	kb, _ := flashenc.KeyBlocks(chip.XTSAES128, key)
+	forms = append(forms, kb[0][:], []byte(hex.EncodeToString(kb[0][:])), []byte(base64.StdEncoding.EncodeToString(kb[0][:])))
+	var files []string
+	filepath.WalkDir(e.data, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".key") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		for _, k := range forms {
+			if bytes.Contains(b, k) {
+				t.Errorf("%s holds the key", f)
+			}
+		}
+	}
+	for _, k := range forms {
+		if bytes.Contains(evs.Bytes(), k) || strings.Contains(res.Reason, string(k)) {
+			t.Error("an event or the result shows the key")
+		}
+	}
+	// The re-run completes and then zeroises the key file.
+	cfg = e.cfg()
+	if _, err := provisioning.Run(ctxT(t), e.b, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if kf, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.key")); len(kf) != 0 {
+		t.Fatalf("key file left after PASS: %v", kf)
+	}
+}
+
+// TestRunDownloadDisabled: with download: disabled the last burn ends the
+// ROM loader for good; the run confirms the loader is gone and boots.
+func TestRunDownloadDisabled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("confirming the loader is gone waits out every connect attempt (about 20 s)")
+	}
+	t.Parallel()
+	e := setup(t, chip.C3(), workspace.Options{Recipe: workspace.RecipeOptions{Download: recipe.DownloadDisabled}})
+	res, err := provisioning.Run(ctxT(t), e.b, e.cfg())
+	if err != nil || res.Verdict != evidence.PASS {
+		t.Fatalf("%v %+v", err, res)
+	}
+	phys := e.b.V.Efuse()
+	if v, _ := phys.Get("DIS_DOWNLOAD_MODE"); v != 1 {
+		t.Error("DIS_DOWNLOAD_MODE not burned")
+	}
+	if v, _ := phys.Get("ENABLE_SECURITY_DOWNLOAD"); v != 0 {
+		t.Error("secure download mode burned although the recipe disables download")
+	}
+	var ok bool
+	for _, c := range res.Record.Checks {
+		if c.Name == evidence.CheckLockdown+":download" && c.Verified {
+			ok = true
+		}
+	}
+	if !ok {
+		t.Error("no verified check that the loader is gone")
+	}
+}

@@ -1,0 +1,146 @@
+package recipe
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"fuseline/esp/secureboot"
+)
+
+// Load reads the recipe at path, parses it and reads the files it names:
+// the Secure Boot public keys (their digests are computed here) and, for a
+// signed release, the trust anchors and CRLs. Relative paths are taken from
+// the recipe's directory. Every problem is an *Error naming the recipe line
+// that names the file.
+func Load(path string) (*Recipe, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read the recipe", Err: err}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot read the recipe", Err: err}
+	}
+	r, err := Parse(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Resolve(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Path resolves a path written in the recipe against its directory.
+func (r *Recipe) Path(ref Ref) string {
+	if filepath.IsAbs(ref.Path) {
+		return ref.Path
+	}
+	return filepath.Join(r.Source.Dir, ref.Path)
+}
+
+// Resolve reads the files the recipe names (keys, trust anchors, CRLs) and
+// fills in SecureBoot.PublicKeys and Digests, Release.TrustCerts and
+// Release.CRLList. Load calls it.
+func (r *Recipe) Resolve() error {
+	var errs []error
+	fail := func(ref Ref, msg string, err error) {
+		errs = append(errs, &Error{File: r.Source.File, Line: ref.Line, Column: ref.Column, Field: ref.Field, Msg: msg, Err: err})
+	}
+	read := func(ref Ref) ([]byte, bool) {
+		b, err := os.ReadFile(r.Path(ref))
+		if err != nil {
+			fail(ref, fmt.Sprintf("cannot read %s: %v", ref.Path, errors.Unwrap(err)), err)
+			return nil, false
+		}
+		return b, true
+	}
+	r.SecureBoot.PublicKeys, r.SecureBoot.Digests = nil, nil
+	seen := map[[32]byte]int{}
+	for i, ref := range r.SecureBoot.Keys {
+		b, ok := read(ref)
+		if !ok {
+			continue
+		}
+		k, err := secureboot.ParsePublicKeyPEM(b)
+		if err != nil {
+			fail(ref, fmt.Sprintf("%s is not an RSA-3072 public key (PEM)", ref.Path), err)
+			continue
+		}
+		dg, err := secureboot.Digest(k)
+		if err != nil {
+			fail(ref, fmt.Sprintf("%s: cannot compute the key digest", ref.Path), err)
+			continue
+		}
+		if j, dup := seen[dg]; dup {
+			fail(ref, fmt.Sprintf("%s is the same key as secure_boot.keys[%d]", ref.Path, j), nil)
+			continue
+		}
+		seen[dg] = i
+		r.SecureBoot.PublicKeys = append(r.SecureBoot.PublicKeys, k)
+		r.SecureBoot.Digests = append(r.SecureBoot.Digests, dg)
+	}
+	r.Release.TrustCerts, r.Release.CRLList = nil, nil
+	for _, ref := range r.Release.Trust {
+		b, ok := read(ref)
+		if !ok {
+			continue
+		}
+		certs, err := parseCerts(b)
+		if err != nil {
+			fail(ref, fmt.Sprintf("%s: %v", ref.Path, err), err)
+			continue
+		}
+		r.Release.TrustCerts = append(r.Release.TrustCerts, certs...)
+	}
+	for _, ref := range r.Release.CRLs {
+		b, ok := read(ref)
+		if !ok {
+			continue
+		}
+		if p, _ := pem.Decode(b); p != nil {
+			b = p.Bytes
+		}
+		crl, err := x509.ParseRevocationList(b)
+		if err != nil {
+			fail(ref, fmt.Sprintf("%s is not a CRL (PEM or DER)", ref.Path), err)
+			continue
+		}
+		r.Release.CRLList = append(r.Release.CRLList, crl)
+	}
+	return errors.Join(errs...)
+}
+
+func parseCerts(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := b
+	for {
+		var p *pem.Block
+		p, rest = pem.Decode(rest)
+		if p == nil {
+			break
+		}
+		if p.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(p.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("a certificate does not parse: %w", err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		c, err := x509.ParseCertificate(b)
+		if err != nil {
+			return nil, errors.New("no certificate (PEM or DER) found")
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

@@ -1,0 +1,227 @@
+// Package recipe is the provisioning recipe: the YAML file a manufacturing
+// engineer writes once per product to say what a board must become: the
+// chip, the firmware release, the Secure Boot v2 keys and revocations, the
+// flash-encryption scheme, the anti-rollback floor, the lockdown set, the
+// write mode, which verifications run, and whether the per-device key is
+// escrowed.
+//
+// It follows docs/design.md ("What one board goes through") and the
+// production order of docs/esp-security-facts.md §6 (which lockdown fields
+// exist per chip, §3.1 and §3.6). Parse is pure: it decodes and validates
+// bytes, and every error names the file, line, column and field. Load also
+// reads the files a recipe names (public keys, trust anchors, CRLs), relative
+// to the recipe's directory.
+//
+// A recipe, fully spelled out:
+//
+//	version: 1
+//	name: thermostat-s3
+//	chip: esp32s3
+//	release:
+//	  path: build            # ESP-IDF build dir (flasher_args.json) or a signed release (manifest.json)
+//	  format: auto           # auto | esp-idf | signed
+//	  trust: [root.pem]      # signed releases: trust anchors (required), PEM certificates
+//	  crls: []               # signed releases: CRLs (PEM or DER)
+//	  signers: []            # signed releases: accepted signer names (CN or DN)
+//	secure_boot:
+//	  keys: [sb0.pub.pem, sb1.pub.pem]   # 1 to 3 RSA-3072 public keys, digest slot = position
+//	  revoke: [2]                        # unused digest slots to revoke
+//	flash_encryption:
+//	  scheme: xts-aes-128    # xts-aes-128 | xts-aes-256 (S3) | aes-256-classic (ESP32)
+//	  mode: release
+//	anti_rollback:
+//	  floor: 1               # images need secure_version >= floor; the board's SECURE_VERSION is raised to it
+//	lockdown:
+//	  jtag: true             # DIS_PAD_JTAG, DIS_USB_JTAG, SOFT_DIS_JTAG (ESP32: JTAG_DISABLE)
+//	  direct_boot: true      # DIS_DIRECT_BOOT
+//	  download_caches: true  # DIS_DOWNLOAD_ICACHE, DIS_DOWNLOAD_DCACHE (ESP32: DISABLE_DL_CACHE)
+//	  manual_encryption: true  # DIS_DOWNLOAD_MANUAL_ENCRYPT (ESP32: DISABLE_DL_ENCRYPT/DECRYPT)
+//	  download: secure       # secure | disabled | enabled
+//	write_mode: host-encrypted   # host-encrypted | chip-encrypted
+//	verify:
+//	  md5: true
+//	  decrypt_and_verify: true
+//	  spi_probe: false       # true: a fixture SPI probe is required
+//	  boot_check: true
+//	  boot_timeout: 10s
+//	escrow:
+//	  enabled: false
+//	  recipient: age1…       # an age X25519 recipient
+package recipe
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"fuseline/esp/chip"
+)
+
+// Version is the only recipe format version this package reads.
+const Version = 1
+
+// Recipe is a decoded, validated recipe. Paths are as written in the file;
+// Load resolves them against Dir and fills in the loaded keys and
+// certificates.
+type Recipe struct {
+	Name string
+	Chip chip.Chip
+
+	Release         Release
+	SecureBoot      SecureBoot
+	FlashEncryption FlashEncryption
+	AntiRollback    AntiRollback
+	Lockdown        Lockdown
+	WriteMode       WriteMode
+	Verify          Verify
+	Escrow          Escrow
+
+	// Source is where the recipe came from: its file name, directory and
+	// the SHA-256 of its exact bytes (the evidence pins it).
+	Source Source
+}
+
+// Source identifies the recipe's bytes.
+type Source struct {
+	File   string   // as given to Parse or Load
+	Dir    string   // directory that relative paths resolve against
+	SHA256 [32]byte // of the file bytes
+}
+
+// Ref is a file named in the recipe, with where it was named (for errors
+// found when the file is read).
+type Ref struct {
+	Path         string
+	Line, Column int
+	Field        string
+}
+
+// ReleaseFormat says how the release directory is laid out.
+type ReleaseFormat string
+
+const (
+	// FormatAuto picks ESPIDF when the directory has flasher_args.json and
+	// Signed when it has manifest.json.
+	FormatAuto ReleaseFormat = "auto"
+	// FormatESPIDF is a build directory as `idf.py build` leaves it, read
+	// through flasher_args.json.
+	FormatESPIDF ReleaseFormat = "esp-idf"
+	// FormatSigned is a Fuseline signed release (manifest.json + .p7s).
+	FormatSigned ReleaseFormat = "signed"
+)
+
+// Release names the firmware release.
+type Release struct {
+	Path    Ref
+	Format  ReleaseFormat
+	Trust   []Ref
+	CRLs    []Ref
+	Signers []string
+
+	// Filled in by Load.
+	TrustCerts []*x509.Certificate
+	CRLList    []*x509.RevocationList
+}
+
+// SecureBoot holds the Secure Boot v2 keys (digest slot i holds key i) and
+// the unused slots to revoke.
+type SecureBoot struct {
+	Keys   []Ref
+	Revoke []int
+
+	// Filled in by Load.
+	PublicKeys []*rsa.PublicKey
+	Digests    [][32]byte
+}
+
+// FlashEncryption is the flash-encryption scheme. Only release mode
+// (SPI_BOOT_CRYPT_CNT = 7, FLASH_CRYPT_CNT = 0x7F) is supported.
+type FlashEncryption struct {
+	Scheme chip.Encryption
+	Mode   string // "release"
+}
+
+// AntiRollback is the anti-rollback floor: every app must carry
+// secure_version >= Floor, and the board's SECURE_VERSION eFuse is raised
+// to Floor (never lowered; a board above the release's secure_version is a
+// conflict).
+type AntiRollback struct {
+	Floor int
+}
+
+// Download is what remains of the ROM download mode after lockdown.
+type Download string
+
+const (
+	// DownloadSecure burns ENABLE_SECURITY_DOWNLOAD (S3/C3): only plain
+	// flash read/write/erase remain; no register access.
+	DownloadSecure Download = "secure"
+	// DownloadDisabled burns DIS_DOWNLOAD_MODE (ESP32: UART_DOWNLOAD_DIS):
+	// the ROM loader is gone for good.
+	DownloadDisabled Download = "disabled"
+	// DownloadEnabled leaves download mode as it is (development only).
+	DownloadEnabled Download = "enabled"
+)
+
+// Lockdown is the set of lockdown eFuses to burn.
+type Lockdown struct {
+	JTAG             bool
+	DirectBoot       bool
+	DownloadCaches   bool
+	ManualEncryption bool
+	Download         Download
+}
+
+// WriteMode says who encrypts the images.
+type WriteMode string
+
+const (
+	// HostEncrypted: the station encrypts with the device key and writes
+	// ciphertext.
+	HostEncrypted WriteMode = "host-encrypted"
+	// ChipEncrypted: the station sends plaintext with the loader's
+	// encrypted-write flag and the chip encrypts with its burned key.
+	ChipEncrypted WriteMode = "chip-encrypted"
+)
+
+// Verify selects the verifications. A verification that is off is still
+// recorded in the evidence, as not verified because the recipe turned it
+// off.
+type Verify struct {
+	MD5              bool
+	DecryptAndVerify bool
+	SPIProbe         bool
+	BootCheck        bool
+	BootTimeout      time.Duration
+}
+
+// Escrow says whether the per-device flash-encryption key is kept, sealed
+// to an age recipient, beside the evidence.
+type Escrow struct {
+	Enabled   bool
+	Recipient string
+}
+
+// DefaultBootTimeout is Verify.BootTimeout when the recipe gives none.
+const DefaultBootTimeout = 10 * time.Second
+
+// Defaults are the values of fields a recipe leaves out.
+func defaults() Recipe {
+	return Recipe{
+		Release:         Release{Format: FormatAuto},
+		FlashEncryption: FlashEncryption{Mode: "release"},
+		Lockdown: Lockdown{
+			JTAG: true, DirectBoot: true, DownloadCaches: true, ManualEncryption: true,
+			Download: DownloadSecure,
+		},
+		WriteMode: HostEncrypted,
+		Verify:    Verify{MD5: true, DecryptAndVerify: true, BootCheck: true, BootTimeout: DefaultBootTimeout},
+	}
+}
+
+// SHA256Hex is the recipe hash as lower-case hex.
+func (r *Recipe) SHA256Hex() string { return fmt.Sprintf("%x", r.Source.SHA256) }
+
+func sum(b []byte) [32]byte { return sha256.Sum256(b) }
