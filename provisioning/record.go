@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"fuseline/internal/atomicfile"
 	"os"
 	"path"
 	"path/filepath"
@@ -334,24 +335,8 @@ func (x *run) stationKey() (ed25519.PrivateKey, error) {
 }
 
 func writeFileSync(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b, mode); err != nil {
 		return fmt.Errorf("provisioning: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("provisioning: write %s: %w", path, err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"fuseline/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -128,36 +129,9 @@ func (s State) Commit(ctx context.Context, a *Authenticated, now time.Time) erro
 
 // writeFileAtomic replaces dir/name with b so that a crash leaves either the
 // old or the new file, never a mix.
-func writeFileAtomic(dir, name string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(dir, "."+name+".*")
-	if err != nil {
-		return fmt.Errorf("release: writing %s: %w", name, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return fmt.Errorf("release: writing %s: %w", name, err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("release: syncing %s: %w", name, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("release: writing %s: %w", name, err)
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return fmt.Errorf("release: replacing %s: %w", name, err)
-	}
-	if d, derr := os.Open(dir); derr == nil {
-		// The rename is durable only once the directory is synced.
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("release: syncing %s: %w", dir, err)
-		}
+func writeFileAtomic(dir, name string, b []byte) error {
+	if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		return fmt.Errorf("release: %w", err)
 	}
 	return nil
 }

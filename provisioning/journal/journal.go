@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"fuseline/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -299,36 +300,10 @@ func ClearCurrent(dir, slot string) error {
 }
 
 func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b, mode); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("journal: %w", err)
-	}
-	ok = true
-	return syncDir(dir)
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -3,6 +3,7 @@ package audit
 import (
 	"errors"
 	"fmt"
+	"fuseline/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
@@ -158,13 +159,8 @@ func writeNew(path string, b []byte, mode os.FileMode) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("audit: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("audit: fsync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"fuseline/internal/atomicfile"
 	"io"
 	"log/slog"
 	"os"
@@ -492,16 +493,8 @@ func (l *Log) checkpointLocked(ctx context.Context) (SignedCheckpoint, error) {
 		return SignedCheckpoint{}, err
 	}
 	name := filepath.Join(l.layout.Checkpoints, checkpointName(sc.Size))
-	tmp := name + ".tmp"
-	os.Remove(tmp)
-	if err := writeNew(tmp, sc.Note, 0o644); err != nil {
+	if err := atomicfile.WriteFile(name, sc.Note, 0o644); err != nil {
 		return SignedCheckpoint{}, fmt.Errorf("audit: write checkpoint: %w", err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return SignedCheckpoint{}, fmt.Errorf("audit: write checkpoint: %w", err)
-	}
-	if err := syncDir(l.layout.Checkpoints); err != nil {
-		return SignedCheckpoint{}, err
 	}
 	l.latest = &sc
 	l.cpSizes = append(l.cpSizes, sc.Size)
