@@ -1,5 +1,5 @@
 // Package sim wires a virtual board (fixtures/virtual) for the provisioning
-// flow: the full SPI boot path of fixtures/virtual/boot plugged in, the
+// flow: the board (whose SPI boot runs fixtures/virtual/boot), the
 // board's UART port and reset lines as one provisioning.Board, its factory
 // MAC as the fixture would know it (provisioning.DeviceID), and its SPI
 // flash probe as a provisioning.Probe. `fuseline demo`, the specs and the
@@ -9,7 +9,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"io"
 	"time"
 
 	"periph.io/x/conn/v3/physic"
@@ -17,7 +16,6 @@ import (
 
 	"fuseline/esp/chip"
 	"fuseline/fixtures/virtual"
-	"fuseline/fixtures/virtual/boot"
 )
 
 // Board is a virtual board with its host port attached.
@@ -26,30 +24,15 @@ type Board struct {
 	P *virtual.Port
 }
 
-// New builds a virtual board from cfg (with the full boot path when
-// cfg.Boot is nil) and attaches a host port.
+// New builds a virtual board from cfg (its SPI boot is the full path of
+// virtual.DefaultBoot unless cfg.Boot says otherwise) and attaches a host
+// port.
 func New(cfg virtual.Config) (*Board, error) {
-	if cfg.Boot == nil {
-		cfg.Boot = BootPath
-	}
 	v, err := virtual.New(cfg)
 	if err != nil {
 		return nil, err
 	}
 	return &Board{V: v, P: v.Open()}, nil
-}
-
-// BootPath is the virtual board's SPI boot: fixtures/virtual/boot over the
-// board's physical eFuses and raw flash, its log on the UART.
-func BootPath(ctx context.Context, b *virtual.Board, uart io.Writer) error {
-	res, err := boot.Boot(ctx, boot.Input{Chip: b.Chip(), Efuse: b.PhysicalEfuse(), Flash: boot.FlashOf(b), Log: uart, SkipBanner: true})
-	if err != nil {
-		return err
-	}
-	if !res.Booted {
-		return fmt.Errorf("sim: boot stopped in %s: %w", res.Stage, res.Reason)
-	}
-	return nil
 }
 
 // Read implements io.Reader (the host end of the UART).
