@@ -33,6 +33,7 @@ type runOptions struct {
 	stubPath                                        string
 	baud                                            int
 	dryRun, yes, jsonOut, throttle, timing          bool
+	siem                                            siemOptions
 }
 
 // newRunCmd is `fuseline run`: provision one board end to end.
@@ -95,6 +96,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.BoolVar(&o.jsonOut, "json", false, "print events and the result as JSON lines")
 	f.BoolVar(&o.throttle, "throttle", false, "virtual target: pace bytes at the baud rate, as a real wire")
 	f.BoolVar(&o.timing, "timing", false, "virtual target: datasheet flash erase/program times")
+	addSIEMFlags(cmd, &o.siem)
 }
 
 // loadRecipeAndRelease loads the recipe (exit 2 on errors) and runs intake
@@ -216,7 +218,14 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 		cfg.Probe = p
 	}
 	if !o.dryRun {
-		log, err := audit.Open(ctx, audit.Config{Dir: o.data, Station: o.station})
+		fwd, stopSIEM, err := openSIEM(ctx, o.siem, o.data)
+		if err != nil {
+			return nil, err
+		}
+		// Deferred calls run last-first: the log closes (signing the final
+		// checkpoint and handing it over) before the forwarder stops.
+		defer stopSIEM()
+		log, err := audit.Open(ctx, audit.Config{Dir: o.data, Station: o.station, Forward: fwd})
 		if err != nil {
 			return nil, failErr(fmt.Errorf("run: audit log: %w", err))
 		}
