@@ -116,4 +116,5 @@ func benchWrite(b *testing.B, baud int, data, stub []byte, timed bool) {
 	b.ReportMetric(rate/1e6, "MB/s")
 	b.ReportMetric(rate/wire, "ratio-to-wire")
 	b.ReportMetric(float64(res.WireBytes)/float64(len(data)), "wire/data")
+	b.ReportMetric(float64(res.Retries), "retries")
 }

@@ -90,6 +90,7 @@ func newRoot(stdio Stdio) *cobra.Command {
 		newSecurebootCmd(stdio),
 		newFlashencCmd(stdio),
 		newEfuseCmd(stdio),
+		newFlashCmd(stdio),
 		newSimCmd(stdio),
 		newReportCmd(stdio),
 		newReleaseCmd(stdio),
