@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fuseline/esp/chip"
+	"fuseline/fixtures"
 	"fuseline/fixtures/virtual"
 	"fuseline/flasher"
 	"fuseline/provisioning"
@@ -29,6 +30,7 @@ import (
 // runOptions are the flags of `fuseline run` (and the parts `demo` shares).
 type runOptions struct {
 	recipePath, target, boardState, faults, macText string
+	reset                                           string
 	data, station, slot, operator, lot, serial      string
 	stubPath                                        string
 	baud                                            int
@@ -40,7 +42,7 @@ type runOptions struct {
 func newRunCmd(stdio Stdio) *cobra.Command {
 	var o runOptions
 	cmd := &cobra.Command{
-		Use:   "run --recipe RECIPE.yaml [--target virtual|tcp://HOST:PORT]",
+		Use:   "run --recipe RECIPE.yaml [--target virtual|PORT]",
 		Short: "Provision one board: intake, burn keys, flash, verify, lock, evidence",
 		Long: `Provision one board with a recipe, end to end (design.md "What one board goes
 through"): authenticate the release, connect, read the eFuses, plan, burn the
@@ -58,8 +60,15 @@ burns a different value. Evidence goes to DATA/evidence, audit records to
 DATA/audit.log.
 
 Targets: "virtual" (an in-process virtual board; --board-state keeps it
-between runs) or tcp://HOST:PORT (a board served by "fuseline sim"; it must be
+between runs), a serial port (/dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID,
+usb-location:PATH; reset by --reset), rfc2217://HOST:PORT, or
+socket://HOST:PORT / tcp://HOST:PORT (e.g. a board served by "fuseline sim"; it must be
 in download mode, and the boot check cannot reset it).
+
+Sub-devices: a signed release's sub-device images go, after the main board is
+verified and before the lockdown, to the link the recipe's subdevices section
+names: tcp://HOST:PORT, or virtual:NAME (an in-process virtual board, kept in
+BOARD-STATE/subdevices/NAME when --board-state is given).
 
 Exit codes: 0 pass, 1 board failed or refused (also a refused release),
 2 usage or recipe error, 3 link or fixture error.`,
@@ -73,7 +82,8 @@ Exit codes: 0 pass, 1 board failed or refused (also a refused release),
 	f := cmd.Flags()
 	addRunFlags(cmd, &o)
 	f.StringVar(&o.recipePath, "recipe", "", "the recipe (YAML) (required)")
-	f.StringVar(&o.target, "target", "virtual", "virtual, or tcp://HOST:PORT of a served board")
+	f.StringVar(&o.target, "target", "virtual", "virtual, or the board's port: /dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID, usb-location:1-1.2, socket://HOST:PORT (tcp://), rfc2217://HOST:PORT")
+	f.StringVar(&o.reset, "reset", "default-reset", "how to reset a board on a port: default-reset, classic, unix-tight, usb-reset, no-reset, or a custom sequence like D0|R1|W0.1|D1|R0|W0.05|D0")
 	f.StringVar(&o.boardState, "board-state", "", "virtual target: directory that keeps the board's eFuses and flash (default: a new board in memory)")
 	f.StringVar(&o.faults, "faults", "", "virtual target: faults to inject (see fuseline sim --help)")
 	f.StringVar(&o.macText, "mac", "", "virtual target: factory MAC of a new board")
@@ -127,7 +137,7 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	board, closeBoard, err := openTarget(r.Chip, o)
+	board, closeBoard, err := openTarget(ctx, r.Chip, o)
 	if err != nil {
 		return err
 	}
@@ -143,9 +153,8 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 }
 
 // openTarget opens the board a run talks to.
-func openTarget(c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
-	switch {
-	case o.target == "virtual":
+func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
+	if o.target == "virtual" {
 		if c.Efuse == nil {
 			return nil, nil, usageErr("--target virtual: the virtual board models esp32s3 and esp32c3, the recipe is for %s", c.Arg())
 		}
@@ -166,24 +175,45 @@ func openTarget(c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
 			return nil, nil, linkErr(err)
 		}
 		return b, func() { b.Close() }, nil
-	case strings.HasPrefix(o.target, "tcp://"):
-		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(o.target, "tcp://"), 5*time.Second)
-		if err != nil {
-			return nil, nil, linkErr(fmt.Errorf("run: %w", err))
-		}
-		return tcpBoard{Conn: conn}, func() { conn.Close() }, nil
 	}
-	return nil, nil, usageErr("--target %q: want virtual or tcp://HOST:PORT", o.target)
+	// Anything else names a link: a serial port (path, usb-serial:…, usb:VID:PID,
+	// usb-location:…), socket://HOST:PORT (tcp:// is the same), rfc2217://….
+	spec := o.target
+	if rest, ok := strings.CutPrefix(spec, "tcp://"); ok {
+		spec = "socket://" + rest
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // opening only
+	defer cancel()
+	link, err := (&fixtures.Opener{}).Open(ctx, spec)
+	if err != nil {
+		var se *fixtures.SpecError
+		if errors.As(err, &se) {
+			return nil, nil, usageErr("--target: %v", err)
+		}
+		return nil, nil, linkErr(fmt.Errorf("run: %w", err))
+	}
+	r, err := fixtures.Resetter(o.reset, link, fixtures.Pins{})
+	if err != nil {
+		link.Close()
+		return nil, nil, usageErr("--reset: %v", err)
+	}
+	return linkBoard{Link: link, r: r}, func() { link.Close() }, nil
 }
 
-// tcpBoard is a board served over TCP (fuseline sim, esptool's socket://):
-// a raw byte stream without reset lines, so the board must already be in
-// download mode and cannot be reset into SPI boot from here.
-type tcpBoard struct{ net.Conn }
+// linkBoard is a board on a fixtures link with its reset strategy. Without
+// one (a TCP link, or --reset no-reset) the board must already be in
+// download mode, and it cannot be reset into SPI boot from here.
+type linkBoard struct {
+	fixtures.Link
+	r flasher.Resetter
+}
 
-func (tcpBoard) Reset(ctx context.Context, m chip.BootMode) error {
+func (b linkBoard) Reset(ctx context.Context, m chip.BootMode) error {
+	if b.r != nil {
+		return b.r.Reset(ctx, m)
+	}
 	if m == chip.BootSPI {
-		return errors.New("run: a TCP link has no reset lines; reset the board into SPI boot at its end")
+		return fmt.Errorf("run: %s has no reset lines; reset the board into SPI boot at its end", b.Link)
 	}
 	return flasher.NoReset{}.Reset(ctx, m)
 }
@@ -217,6 +247,7 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 	if p, ok := board.(provisioning.Probe); ok {
 		cfg.Probe = p
 	}
+	cfg.DialSubdevice = dialSubdevice(o)
 	if !o.dryRun {
 		fwd, stopSIEM, err := openSIEM(ctx, o.siem, o.data)
 		if err != nil {
@@ -269,6 +300,27 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 		return res, failErr(fmt.Errorf("run: stopped: %w (run again to resume)", err))
 	}
 	return res, failErr(err)
+}
+
+// dialSubdevice opens a recipe sub-device's link: virtual:NAME is a virtual
+// board of this process, kept beside the main board's state when there is
+// one; tcp:// links are dialed by the library.
+func dialSubdevice(o runOptions) provisioning.SubdeviceDialer {
+	return func(ctx context.Context, sd recipe.Subdevice) (provisioning.Board, func(), error) {
+		name, ok := sd.Virtual()
+		if !ok {
+			return provisioning.DialSubdevice(ctx, sd)
+		}
+		cfg := virtual.Config{Chip: sd.Chip, Throttle: o.throttle, Timing: o.timing}
+		if o.boardState != "" {
+			cfg.StateDir = filepath.Join(o.boardState, "subdevices", name)
+		}
+		b, err := sim.New(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run: sub-device %s: %w", sd.Name, err)
+		}
+		return b, func() { b.Close() }, nil
+	}
 }
 
 // prompt shows the plan and asks the operator to type the board's MAC

@@ -12,6 +12,8 @@ import (
 
 	"fuseline/esp/chip"
 	"fuseline/esp/secureboot"
+	"fuseline/fixtures/virtual"
+	"fuseline/fixtures/virtual/boot"
 	"fuseline/provisioning/workspace"
 )
 
@@ -121,4 +123,52 @@ func TestDemoCommand(t *testing.T) {
 	if len(ev) != 2 {
 		t.Errorf("evidence files %v, want 2 (one per demo board)", ev)
 	}
+}
+
+// TestRunOverPort provisions a board behind a real port path: RFC 2217 to a
+// virtual board (DTR/RTS cross the network as over a USB adapter, so the
+// station resets it into download mode and, at the end, into its app), and
+// socket:// (no reset lines: the board waits in download mode).
+func TestRunOverPort(t *testing.T) {
+	t.Parallel()
+	ws := demoWorkspace(t)
+	target, vb := flashSimRFC2217(t, virtual.Config{Chip: chip.S3()})
+	code, out, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", target,
+		"--data", filepath.Join(ws.Dir, "data"), "--yes", "--operator", "alice", "--json")
+	if code != ExitOK || !strings.Contains(out, `"verdict": "PASS"`) {
+		t.Fatalf("run over %s: exit %d\n%s\n%s", target, code, tail(out, 2000), stderr)
+	}
+	img := vb.ReadEfuse()
+	for name, want := range map[string]uint64{"SPI_BOOT_CRYPT_CNT": 7, "SECURE_BOOT_EN": 1, "ENABLE_SECURITY_DOWNLOAD": 1} {
+		if got, err := img.Get(name); err != nil || got != want {
+			t.Errorf("%s = %d, %v; want %d", name, got, err, want)
+		}
+	}
+	if string(vb.FlashBytes(0, 1)) == "\xe9" {
+		t.Error("flash holds a plaintext bootloader")
+	}
+	// The station reset the board into SPI boot over RFC 2217's DTR/RTS and
+	// watched it reach the app.
+	if !strings.Contains(out, boot.RunningBanner("fuseline-demo", "1.0.0")) {
+		t.Errorf("no boot log reaching the app banner in the result:\n%s", tail(out, 1500))
+	}
+
+	// A port spec that does not parse is a usage error; a dead address a link error.
+	if code, _, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "usb:xyz", "--yes"); code != ExitUsage {
+		t.Errorf("bad spec: exit %d %s", code, stderr)
+	}
+	ln := flashLoopback(t)
+	dead := ln.Addr().String()
+	ln.Close()
+	if code, _, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "socket://"+dead, "--yes",
+		"--data", filepath.Join(ws.Dir, "data2")); code != ExitLink {
+		t.Errorf("dead port: exit %d %s", code, stderr)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }
