@@ -162,31 +162,11 @@ func relCerts(what, path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, usageErr("read %s: %w", what, err)
 	}
-	var out []*x509.Certificate
-	rest := b
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, usageErr("%s %s: certificate %d: %w", what, path, len(out)+1, err)
-		}
-		out = append(out, c)
+	certs, err := release.ParseCertificates(b)
+	if err != nil {
+		return nil, usageErr("%s %s: %w", what, path, err)
 	}
-	if len(out) == 0 {
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, usageErr("%s %s: no certificate (PEM or DER) found", what, path)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return certs, nil
 }
 
 // relCRLs reads every CRL of a PEM (or single DER) file.
@@ -195,31 +175,11 @@ func relCRLs(path string) ([]*x509.RevocationList, error) {
 	if err != nil {
 		return nil, usageErr("read CRL: %w", err)
 	}
-	var out []*x509.RevocationList
-	rest := b
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "X509 CRL" {
-			continue
-		}
-		c, err := x509.ParseRevocationList(blk.Bytes)
-		if err != nil {
-			return nil, usageErr("CRL %s: CRL %d: %w", path, len(out)+1, err)
-		}
-		out = append(out, c)
+	crls, err := release.ParseCRLs(b)
+	if err != nil {
+		return nil, usageErr("CRL %s: %w", path, err)
 	}
-	if len(out) == 0 {
-		c, err := x509.ParseRevocationList(b)
-		if err != nil {
-			return nil, usageErr("CRL %s: no CRL (PEM or DER) found", path)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return crls, nil
 }
 
 func newReleaseCreateCmd(stdio Stdio) *cobra.Command {
