@@ -63,6 +63,9 @@ type Config struct {
 	Stub []byte
 	// Probe is the fixture's SPI flash probe; nil: none.
 	Probe Probe
+	// DialSubdevice opens the links to the recipe's sub-devices; nil:
+	// DialSubdevice (tcp:// links only).
+	DialSubdevice SubdeviceDialer
 
 	// DryRun makes the plan and stops before anything is written.
 	DryRun bool
@@ -410,6 +413,11 @@ func (x *run) run(ctx context.Context) error {
 		x.prepareRegions(false)
 	}
 	if err := x.step(PhaseVerify, "", func() error { return x.verify(ctx) }); err != nil {
+		return err
+	}
+	// Sub-devices are written before the lockdown burns: a board whose
+	// sub-device fails stops here, nothing more burned (subdevice.go).
+	if err := x.subdevices(ctx); err != nil {
 		return err
 	}
 	for _, s := range x.plan.Steps {

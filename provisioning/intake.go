@@ -77,6 +77,25 @@ type Release struct {
 	Table          partition.Table
 	// Checks are the intake verifications, for the evidence record.
 	Checks []evidence.Check
+	// Subdevices are the images for devices behind the main board (files of
+	// role subdevice of a signed release), in manifest order. Intake
+	// authenticated them (streamed against the signed manifest) without
+	// keeping their bytes; Run streams them again, authenticated, from the
+	// release to each device.
+	Subdevices []SubdeviceImage
+
+	// policy is what authenticated the signed release, for Run to open it
+	// again for the sub-device images.
+	policy release.Policy
+}
+
+// SubdeviceImage is one sub-device image of a signed release.
+type SubdeviceImage struct {
+	Device string // the recipe's (and manifest's) sub-device name
+	File   string // path in the release, slash-separated
+	Offset uint32 // flash offset on the sub-device
+	Size   int64
+	SHA256 [32]byte // from the signed manifest; the image matched it at intake
 }
 
 // Bytes is the total size of the release's images.
@@ -300,8 +319,27 @@ func intakeSigned(ctx context.Context, r *recipe.Recipe, rel *Release, opts Inta
 		Name: evidence.CheckManifestSignature, Verified: true,
 		What: fmt.Sprintf("manifest CMS signature by %q against the recipe's trust anchors", sr.Authenticated().Signer.Subject.CommonName),
 	})
+	// A sub-device image is sent only through a link the recipe names: a
+	// release routing files to a device this station does not know is
+	// refused before any image is read.
+	for _, d := range m.Devices() {
+		if _, ok := r.Subdevice(d); !ok {
+			file := ""
+			for _, f := range m.Files {
+				if f.Device == d {
+					file = f.Path
+					break
+				}
+			}
+			return &IntakeError{File: file, Reason: fmt.Sprintf("sub-device %q is not in the recipe's subdevices", d)}
+		}
+	}
+	rel.policy = pol
 	for i, f := range m.Files {
-		if f.Role == release.RoleSubdevice {
+		if f.Role == release.RoleSubdevice || f.Device != "" {
+			if err := intakeSubdevice(ctx, sr, i, f, rel); err != nil {
+				return err
+			}
 			continue
 		}
 		rd, err := sr.OpenFile(ctx, i)
@@ -325,6 +363,33 @@ func intakeSigned(ctx context.Context, r *recipe.Recipe, rel *Release, opts Inta
 	if _, err := sr.Finish(ctx); err != nil {
 		return &IntakeError{File: release.ManifestName, Reason: "the release changed while it was read", Err: err}
 	}
+	return nil
+}
+
+// intakeSubdevice authenticates the i-th file, a sub-device image, by
+// streaming it against the signed manifest; its bytes are not kept (Run
+// streams them again, re-authenticated, to the device).
+func intakeSubdevice(ctx context.Context, sr *release.Release, i int, f release.File, rel *Release) error {
+	if f.Size > MaxImageSize {
+		return &IntakeError{File: f.Path, Reason: fmt.Sprintf("%d bytes: larger than %d", f.Size, MaxImageSize)}
+	}
+	rd, err := sr.OpenFile(ctx, i)
+	if err != nil {
+		return &IntakeError{File: f.Path, Reason: "cannot open it", Err: err}
+	}
+	_, err = io.Copy(io.Discard, rd)
+	rd.Close()
+	if err == nil && !rd.Verified() {
+		err = fmt.Errorf("provisioning: %s was not read to its end", f.Path)
+	}
+	if err != nil {
+		return &IntakeError{File: f.Path, Reason: "does not match the signed manifest", Err: err}
+	}
+	rel.Subdevices = append(rel.Subdevices, SubdeviceImage{Device: f.Device, File: f.Path, Offset: f.Offset, Size: f.Size, SHA256: f.SHA256})
+	rel.Checks = append(rel.Checks, evidence.Check{
+		Name: fmt.Sprintf("%s:%s", evidence.CheckImageHash, f.Path), Verified: true,
+		What: fmt.Sprintf("sub-device %s image SHA-256 against the signed manifest", f.Device),
+	})
 	return nil
 }
 

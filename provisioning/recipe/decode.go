@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -510,6 +511,7 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 				d.fail(v, join(f, "recipient"), "missing: escrow needs an age recipient to seal the key to")
 			}
 		},
+		"subdevices": func(v *yaml.Node, f string) { d.subdevices(v, f, r) },
 	})
 
 	// Required sections.
@@ -581,6 +583,104 @@ func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, sc
 		}
 		if blocks > c.KeyBlocks {
 			d.fail(chipNode, "secure_boot.keys", "%d key blocks needed, %v has %d", blocks, c.Name, c.KeyBlocks)
+		}
+	}
+}
+
+// subdeviceName is the manifest's rule for a sub-device name (package
+// release), so every name a recipe accepts can match a release file.
+var subdeviceName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,31}$`)
+
+// virtualName is a virtual board's name: one path element.
+var virtualName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// subdevices decodes the subdevices section: a mapping of device name to
+// {link, chip}.
+func (d *decoder) subdevices(n *yaml.Node, path string, r *Recipe) {
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "want a mapping of sub-device names (name: {link: …, chip: …}), got %s", kindName(n))
+		return
+	}
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		field := join(path, k.Value)
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
+			d.fail(k, path, "a sub-device name must be a plain name, got %s", kindName(k))
+			continue
+		}
+		if !subdeviceName.MatchString(k.Value) {
+			d.fail(k, field, "%q is not a sub-device name (a-z, 0-9, '.', '_', '-', up to 32, as in the release manifest)", k.Value)
+			continue
+		}
+		if prev, dup := seen[k.Value]; dup {
+			d.fail(k, field, "given twice (first on line %d)", prev.Line)
+			continue
+		}
+		seen[k.Value] = k
+		if v.Kind == yaml.AliasNode || v.Anchor != "" {
+			d.fail(v, field, "YAML anchors and aliases are not allowed in a recipe")
+			continue
+		}
+		if v.Kind != yaml.MappingNode {
+			d.fail(v, field, "want a mapping (link: …, chip: …), got %s", kindName(v))
+			continue
+		}
+		sd := Subdevice{Name: k.Value, Line: k.Line, Column: k.Column}
+		var linkOK, chipOK bool
+		var chipNode *yaml.Node
+		have := d.fields(v, field, map[string]func(*yaml.Node, string){
+			"link": func(v *yaml.Node, f string) {
+				s, ok := d.str(v, f)
+				if !ok {
+					return
+				}
+				if addr, ok := strings.CutPrefix(s, LinkTCP); ok {
+					host, port, err := net.SplitHostPort(addr)
+					p, perr := strconv.Atoi(port)
+					if err != nil || host == "" || perr != nil || p < 1 || p > 65535 {
+						d.fail(v, f, "%q: want tcp://HOST:PORT with a port from 1 to 65535", s)
+						return
+					}
+				} else if name, ok := strings.CutPrefix(s, LinkVirtual); ok {
+					if !virtualName.MatchString(name) {
+						d.fail(v, f, "%q: want virtual:NAME, NAME one path element of letters, digits, '.', '_', '-'", s)
+						return
+					}
+				} else {
+					d.fail(v, f, "%q is not a link: want tcp://HOST:PORT or virtual:NAME", s)
+					return
+				}
+				sd.Link, linkOK = s, true
+			},
+			"chip": func(v *yaml.Node, f string) {
+				s, ok := d.str(v, f)
+				if !ok {
+					return
+				}
+				c, err := chip.ByName(s)
+				if err != nil {
+					d.fail(v, f, "%q is not a supported chip (esp32s3, esp32c3, esp32)", s)
+					return
+				}
+				sd.Chip, chipOK, chipNode = c, true, v
+			},
+		})
+		if have["link"] == nil {
+			d.fail(v, join(field, "link"), "missing: how the station reaches the sub-device (tcp://HOST:PORT or virtual:NAME)")
+		}
+		if have["chip"] == nil {
+			d.fail(v, join(field, "chip"), "missing: the sub-device's chip (esp32s3, esp32c3, esp32)")
+		}
+		if linkOK && chipOK {
+			if _, virt := sd.Virtual(); virt && sd.Chip.ID != chip.ESP32S3 && sd.Chip.ID != chip.ESP32C3 {
+				d.fail(chipNode, join(field, "chip"), "a virtual link models esp32s3 and esp32c3, not %s", sd.Chip.Arg())
+				continue
+			}
+			r.Subdevices = append(r.Subdevices, sd)
 		}
 	}
 }

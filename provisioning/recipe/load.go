@@ -1,8 +1,6 @@
 package recipe
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +8,7 @@ import (
 	"path/filepath"
 
 	"fuseline/esp/secureboot"
+	"fuseline/release"
 )
 
 // Load reads the recipe at path, parses it and reads the files it names:
@@ -92,7 +91,7 @@ func (r *Recipe) Resolve() error {
 		if !ok {
 			continue
 		}
-		certs, err := parseCerts(b)
+		certs, err := release.ParseCertificates(b)
 		if err != nil {
 			fail(ref, fmt.Sprintf("%s: %v", ref.Path, err), err)
 			continue
@@ -104,43 +103,12 @@ func (r *Recipe) Resolve() error {
 		if !ok {
 			continue
 		}
-		if p, _ := pem.Decode(b); p != nil {
-			b = p.Bytes
-		}
-		crl, err := x509.ParseRevocationList(b)
+		crls, err := release.ParseCRLs(b)
 		if err != nil {
 			fail(ref, fmt.Sprintf("%s is not a CRL (PEM or DER)", ref.Path), err)
 			continue
 		}
-		r.Release.CRLList = append(r.Release.CRLList, crl)
+		r.Release.CRLList = append(r.Release.CRLList, crls...)
 	}
 	return errors.Join(errs...)
-}
-
-func parseCerts(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := b
-	for {
-		var p *pem.Block
-		p, rest = pem.Decode(rest)
-		if p == nil {
-			break
-		}
-		if p.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(p.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("a certificate does not parse: %w", err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		c, err := x509.ParseCertificate(b)
-		if err != nil {
-			return nil, errors.New("no certificate (PEM or DER) found")
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }

@@ -18,6 +18,14 @@ type file struct {
 	WriteMode       string       `yaml:"write_mode"`
 	Verify          fileVerify   `yaml:"verify"`
 	Escrow          fileEscrow   `yaml:"escrow"`
+	// Subdevices is a map: yaml writes its keys sorted, so the output does
+	// not depend on the order the recipe listed them in.
+	Subdevices map[string]fileSubdevice `yaml:"subdevices,omitempty"`
+}
+
+type fileSubdevice struct {
+	Link string `yaml:"link"`
+	Chip string `yaml:"chip"`
 }
 
 type fileRelease struct {
@@ -96,6 +104,12 @@ func (r *Recipe) Marshal() ([]byte, error) {
 			BootCheck: r.Verify.BootCheck, BootTimeout: r.Verify.BootTimeout.String(),
 		},
 		Escrow: fileEscrow{Enabled: r.Escrow.Enabled, Recipient: r.Escrow.Recipient},
+	}
+	for _, sd := range r.Subdevices {
+		if f.Subdevices == nil {
+			f.Subdevices = map[string]fileSubdevice{}
+		}
+		f.Subdevices[sd.Name] = fileSubdevice{Link: sd.Link, Chip: sd.Chip.Arg()}
 	}
 	if f.SecureBoot.Revoke == nil {
 		f.SecureBoot.Revoke = []int{}

@@ -47,6 +47,10 @@
 //	escrow:
 //	  enabled: false
 //	  recipient: age1…       # an age X25519 recipient
+//	subdevices:              # devices behind the main board a release can carry images for
+//	  motor:                 # the manifest's device name ([a-z0-9._-], up to 32)
+//	    link: tcp://10.0.0.7:4000   # tcp://HOST:PORT (a served port) or virtual:NAME (a station virtual board)
+//	    chip: esp32c3        # the sub-device's chip, in download mode on that link
 package recipe
 
 import (
@@ -54,6 +58,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"strings"
 	"time"
 
 	"fuseline/esp/chip"
@@ -77,6 +82,10 @@ type Recipe struct {
 	WriteMode       WriteMode
 	Verify          Verify
 	Escrow          Escrow
+	// Subdevices are the devices behind the main board, in recipe order
+	// (design.md, system upgrade): a release's sub-device image is sent
+	// only to a device named here.
+	Subdevices []Subdevice
 
 	// Source is where the recipe came from: its file name, directory and
 	// the SHA-256 of its exact bytes (the evidence pins it).
@@ -202,6 +211,51 @@ type Verify struct {
 type Escrow struct {
 	Enabled   bool
 	Recipient string
+}
+
+// Link prefixes of Subdevice.Link.
+const (
+	LinkTCP     = "tcp://"   // tcp://HOST:PORT: a raw byte stream to the sub-device's UART (fuseline sim, a serial server)
+	LinkVirtual = "virtual:" // virtual:NAME: a virtual board the station creates (the virtual target)
+)
+
+// Subdevice is one device behind the main board: another ESP chip, in
+// download mode, reached over its own link. Its images come from the signed
+// release (files of role subdevice naming it).
+type Subdevice struct {
+	Name string    // the name the release manifest routes files to
+	Link string    // LinkTCP + "HOST:PORT" or LinkVirtual + "NAME"
+	Chip chip.Chip // what the flasher must find on the link
+	// Line and Column are where the recipe names the device, for errors
+	// found later (intake, the run).
+	Line, Column int
+}
+
+// TCP returns HOST:PORT for a tcp:// link.
+func (s Subdevice) TCP() (addr string, ok bool) {
+	if a, ok := strings.CutPrefix(s.Link, LinkTCP); ok {
+		return a, true
+	}
+	return "", false
+}
+
+// Virtual returns NAME for a virtual: link: the name of the virtual board
+// (its state directory under the main board's).
+func (s Subdevice) Virtual() (name string, ok bool) {
+	if n, ok := strings.CutPrefix(s.Link, LinkVirtual); ok {
+		return n, true
+	}
+	return "", false
+}
+
+// Subdevice returns the recipe's sub-device called name.
+func (r *Recipe) Subdevice(name string) (Subdevice, bool) {
+	for _, s := range r.Subdevices {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Subdevice{}, false
 }
 
 // DefaultBootTimeout is Verify.BootTimeout when the recipe gives none.

@@ -123,6 +123,18 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", []string{"r.yaml: empty recipe"}},
 		{"esp32 secure download", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [k]}\nflash_encryption: {scheme: aes-256-classic}\n", []string{"r.yaml:1:7: lockdown.download: ESP32 has no secure download mode"}},
 		{"esp32 two keys", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [k, l]}\nflash_encryption: {scheme: aes-256-classic}\nlockdown: {download: enabled}\n", []string{"r.yaml:3:25: secure_boot.keys: ESP32 holds one Secure Boot v2 key digest"}},
+		{"subdevices is a list", base + "subdevices: [motor]\n", []string{"r.yaml:8:13: subdevices: want a mapping of sub-device names"}},
+		{"subdevice bad name", base + "subdevices:\n  Motor: {link: virtual:m, chip: esp32c3}\n", []string{`r.yaml:9:3: subdevices.Motor: "Motor" is not a sub-device name`}},
+		{"subdevice unknown key", base + "subdevices:\n  motor: {link: virtual:m, chip: esp32c3, baud: 9600}\n", []string{"r.yaml:9:43: subdevices.motor.baud: unknown field (known here: chip, link)"}},
+		{"subdevice bad link", base + "subdevices:\n  motor: {link: serial:/dev/ttyUSB1, chip: esp32c3}\n", []string{`r.yaml:9:17: subdevices.motor.link: "serial:/dev/ttyUSB1" is not a link`}},
+		{"subdevice bad port", base + "subdevices:\n  motor: {link: \"tcp://host:99999\", chip: esp32c3}\n", []string{`r.yaml:9:17: subdevices.motor.link: "tcp://host:99999": want tcp://HOST:PORT`}},
+		{"subdevice no host", base + "subdevices:\n  motor: {link: \"tcp://:4000\", chip: esp32c3}\n", []string{`subdevices.motor.link: "tcp://:4000": want tcp://HOST:PORT`}},
+		{"subdevice bad virtual name", base + "subdevices:\n  motor: {link: virtual:../x, chip: esp32c3}\n", []string{`r.yaml:9:17: subdevices.motor.link: "virtual:../x": want virtual:NAME`}},
+		{"subdevice bad chip", base + "subdevices:\n  motor: {link: virtual:m, chip: esp8266}\n", []string{`r.yaml:9:34: subdevices.motor.chip: "esp8266" is not a supported chip`}},
+		{"subdevice virtual esp32", base + "subdevices:\n  motor: {link: virtual:m, chip: esp32}\n", []string{"r.yaml:9:34: subdevices.motor.chip: a virtual link models esp32s3 and esp32c3, not esp32"}},
+		{"subdevice missing link and chip", base + "subdevices:\n  motor: {}\n", []string{"subdevices.motor.link: missing", "subdevices.motor.chip: missing"}},
+		{"subdevice not a mapping", base + "subdevices:\n  motor: virtual:m\n", []string{`r.yaml:9:10: subdevices.motor: want a mapping (link: …, chip: …), got the string "virtual:m"`}},
+		{"subdevice twice", base + "subdevices:\n  motor: {link: virtual:m, chip: esp32c3}\n  motor: {link: virtual:n, chip: esp32c3}\n", []string{"r.yaml:10:3: subdevices.motor: given twice (first on line 9)"}},
 		{"several errors at once", base + "write_mode: x\nlockdown: {jtag: 1}\n", []string{"r.yaml:8:13: write_mode", "r.yaml:9:18: lockdown.jtag"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,6 +169,40 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseSubdevices(t *testing.T) {
+	t.Parallel()
+	y := base + `subdevices:
+  radio: {link: "tcp://127.0.0.1:4000", chip: esp32}
+  motor:
+    link: virtual:motor-board
+    chip: esp32c3
+`
+	r, err := Parse("r.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Subdevices) != 2 {
+		t.Fatalf("subdevices %+v", r.Subdevices)
+	}
+	radio, ok := r.Subdevice("radio")
+	if addr, tcp := radio.TCP(); !ok || !tcp || addr != "127.0.0.1:4000" || radio.Chip.ID != chip.ESP32 || radio.Line != 9 {
+		t.Errorf("radio = %+v", radio)
+	}
+	motor, ok := r.Subdevice("motor")
+	if name, virt := motor.Virtual(); !ok || !virt || name != "motor-board" || motor.Chip.ID != chip.ESP32C3 {
+		t.Errorf("motor = %+v", motor)
+	}
+	if _, ok := r.Subdevice("pump"); ok {
+		t.Error("found a sub-device the recipe does not name")
+	}
+	mustRoundTrip(t, r)
+	// An empty section is no sub-devices.
+	r, err = Parse("r.yaml", []byte(base+"subdevices:\n"))
+	if err != nil || len(r.Subdevices) != 0 {
+		t.Fatalf("empty section: %v %+v", err, r)
 	}
 }
 
@@ -199,7 +245,7 @@ func TestLoadErrors(t *testing.T) {
 		{"missing key file", strings.Replace(base, "key1.pub.pem", "nope.pem", 1), "r.yaml:5:10: secure_boot.keys[0]: cannot read nope.pem"},
 		{"not a key", strings.Replace(base, "key1.pub.pem", "junk.pem", 1), "r.yaml:5:10: secure_boot.keys[0]: junk.pem is not an RSA-3072 public key"},
 		{"same key twice", strings.Replace(base, "key1.pub.pem", "k.pem, k.pem", 1), "secure_boot.keys[1]: k.pem is the same key as secure_boot.keys[0]"},
-		{"bad trust anchor", strings.Replace(strings.Replace(base, "key1.pub.pem", "k.pem", 1), "  path: build\n", "  path: build\n  format: signed\n  trust: [junk.pem]\n", 1), "release.trust[0]: junk.pem: no certificate"},
+		{"bad trust anchor", strings.Replace(strings.Replace(base, "key1.pub.pem", "k.pem", 1), "  path: build\n", "  path: build\n  format: signed\n  trust: [junk.pem]\n", 1), "release.trust[0]: junk.pem: release: no certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -249,6 +295,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(base + "lockdown: {jtag: 1}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte(base + "subdevices:\n  motor: {link: \"tcp://h:1\", chip: esp32c3}\n  radio: {link: virtual:r, chip: esp32s3}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := Parse("f.yaml", b)
 		if err != nil {
