@@ -133,7 +133,27 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	say("\nThe board runs %q with flash encryption and Secure Boot on, JTAG off, download mode secured.", banner)
 	say("Evidence:  %s", res.EvidencePath)
 	say("Audit log: %s", filepath.Join(o.data, "audit.log"))
+	// Reports over every board this demo workspace has provisioned so far.
+	evDir := filepath.Join(o.data, "evidence")
+	files, err := readEvidenceDir(evDir)
+	if err != nil {
+		return err
+	}
+	repDir := filepath.Join(dir, "reports")
+	if err := os.MkdirAll(repDir, 0o755); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	for _, name := range []string{"lot.html", "lot.pdf"} {
+		if _, err := writeLotReport(files, filepath.Join(repDir, name), "Fuseline demo lot"); err != nil {
+			return err
+		}
+	}
+	if err := writeOSCAL(files, filepath.Join(repDir, "oscal-assessment-results.json"), "Fuseline demo lot"); err != nil {
+		return err
+	}
+	say("Reports:   %s (lot.html, lot.pdf, oscal-assessment-results.json; %d board(s))", repDir, len(files))
 	say("Show it:   fuseline report device %s", res.EvidencePath)
+	say("Check it:  fuseline report verify %s --key %s", o.data, filepath.Join(o.data, "station.pub"))
 	return nil
 }
 

@@ -85,21 +85,9 @@ func newReportLotCmd(stdio Stdio) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rep, err := lot.Build(evidence.Records(files), lot.Options{Title: title})
-			if err != nil {
-				return failErr(err)
-			}
-			var b bytes.Buffer
-			if ext == ".pdf" {
-				err = rep.WritePDF(&b)
-			} else {
-				err = rep.WriteHTML(&b)
-			}
+			rep, err := writeLotReport(files, out, title)
 			if err != nil {
 				return err
-			}
-			if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
-				return fmt.Errorf("report lot: %w", err)
 			}
 			t := rep.Totals
 			_, err = fmt.Fprintf(stdio.Out, "%s: %d boards, %d PASS, %d FAIL, %d REFUSED, yield %.1f %%\n",
@@ -149,24 +137,16 @@ func newReportOSCALCmd(stdio Stdio) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			doc, err := oscal.AssessmentResults(files, oscal.Options{Title: title})
-			if err != nil {
-				return failErr(err)
-			}
-			b, err := oscal.Marshal(doc)
-			if err != nil {
-				return err
-			}
-			// Never hand an auditor a document that does not validate.
-			if err := oscal.Validate(b); err != nil {
-				return fmt.Errorf("report oscal: %w", err)
-			}
 			if out == "-" {
+				b, err := oscalBytes(files, title)
+				if err != nil {
+					return err
+				}
 				_, err = stdio.Out.Write(b)
 				return err
 			}
-			if err := os.WriteFile(out, b, 0o644); err != nil {
-				return fmt.Errorf("report oscal: %w", err)
+			if err := writeOSCAL(files, out, title); err != nil {
+				return err
 			}
 			_, err = fmt.Fprintf(stdio.Out, "%s: OSCAL %s assessment-results for %d evidence records (valid)\n", out, oscal.Version, len(files))
 			return err
@@ -294,4 +274,54 @@ func readBundle(path string) (evidence.Bundle, error) {
 		return nil, failErr(fmt.Errorf("%w (reading %s)", err, path))
 	}
 	return b, nil
+}
+
+// writeLotReport builds the lot report of files and writes it to out as
+// HTML or PDF, by out's extension.
+func writeLotReport(files []evidence.File, out, title string) (*lot.Report, error) {
+	rep, err := lot.Build(evidence.Records(files), lot.Options{Title: title})
+	if err != nil {
+		return nil, failErr(err)
+	}
+	var b bytes.Buffer
+	if strings.EqualFold(filepath.Ext(out), ".pdf") {
+		err = rep.WritePDF(&b)
+	} else {
+		err = rep.WriteHTML(&b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
+		return nil, fmt.Errorf("report lot: %w", err)
+	}
+	return rep, nil
+}
+
+// oscalBytes is the OSCAL assessment-results document for files, validated:
+// never hand an auditor a document that does not validate.
+func oscalBytes(files []evidence.File, title string) ([]byte, error) {
+	doc, err := oscal.AssessmentResults(files, oscal.Options{Title: title})
+	if err != nil {
+		return nil, failErr(err)
+	}
+	b, err := oscal.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	if err := oscal.Validate(b); err != nil {
+		return nil, fmt.Errorf("report oscal: %w", err)
+	}
+	return b, nil
+}
+
+func writeOSCAL(files []evidence.File, out, title string) error {
+	b, err := oscalBytes(files, title)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		return fmt.Errorf("report oscal: %w", err)
+	}
+	return nil
 }
