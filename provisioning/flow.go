@@ -699,6 +699,12 @@ func (x *run) beginJournal() error {
 		x.js.haveBefore = true
 	}
 	x.auditRec(audit.EventRunStart, audit.ResultInfo, audit.Details{"recipe_sha256": x.r.SHA256Hex(), "release": x.rel.Version, "slot": x.slot})
+	// Intake ran before the board was known; its result belongs to this run.
+	intake := audit.Details{"release": x.rel.Version, "images": fmt.Sprint(len(x.rel.Images)), "checks": fmt.Sprint(len(x.rel.Checks))}
+	if x.rel.ManifestSHA256 != ([32]byte{}) {
+		intake["manifest_sha256"] = hex.EncodeToString(x.rel.ManifestSHA256[:])
+	}
+	x.auditRec(audit.EventIntake, audit.ResultOK, intake)
 	return nil
 }
 

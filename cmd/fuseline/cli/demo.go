@@ -89,7 +89,12 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	say("  keys     %s", strings.Join(ws.KeyPaths, ", "))
 	say("  release  %s (ESP-IDF layout: bootloader, partition table, factory app 1.0.0, secure_version 1, signed)", ws.ReleaseDir)
 	say("  recipe   %s", ws.RecipePath)
-	r, rel, err := loadRecipeAndRelease(ctx, ws.RecipePath, o.data)
+	auditLog, closeLog, err := openStationLog(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	r, rel, err := loadRecipeAndRelease(ctx, o, ws.RecipePath, auditLog)
 	if err != nil {
 		return err
 	}
@@ -108,7 +113,7 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	defer b.Close()
 	say("Virtual board: blank %s, MAC %02x:%02x:%02x:%02x:%02x:%02x, 4 MiB flash\n", c.Name, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])
 
-	res, err := provision(ctx, stdio, o, r, rel, b)
+	res, err := provision(ctx, stdio, o, r, rel, b, auditLog)
 	if err != nil {
 		return err
 	}

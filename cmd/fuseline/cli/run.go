@@ -110,8 +110,10 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 }
 
 // loadRecipeAndRelease loads the recipe (exit 2 on errors) and runs intake
-// (exit 1 on a refused release).
-func loadRecipeAndRelease(ctx context.Context, path, data string) (*recipe.Recipe, *provisioning.Release, error) {
+// (exit 1 on a refused release). With a station log (nil on a dry run) it
+// first records an operator sign-in or a recipe change, and a refused
+// release.
+func loadRecipeAndRelease(ctx context.Context, o runOptions, path string, log *audit.Log) (*recipe.Recipe, *provisioning.Release, error) {
 	if path == "" {
 		return nil, nil, usageErr("--recipe is required")
 	}
@@ -119,9 +121,21 @@ func loadRecipeAndRelease(ctx context.Context, path, data string) (*recipe.Recip
 	if err != nil {
 		return nil, nil, &ExitError{Code: ExitUsage, Err: err}
 	}
-	rel, err := provisioning.Intake(ctx, r, provisioning.IntakeOptions{StateDir: filepath.Join(data, "release-state")})
+	op := operatorOf(o)
+	if log != nil {
+		s := provisioning.Session{Station: o.station, Operator: op, RecipeName: r.Name, RecipeSHA: r.SHA256Hex()}
+		if err := provisioning.BeginSession(ctx, log, o.data, s); err != nil {
+			return nil, nil, failErr(err)
+		}
+	}
+	rel, err := provisioning.Intake(ctx, r, provisioning.IntakeOptions{StateDir: filepath.Join(o.data, "release-state")})
 	if err != nil {
 		if errors.Is(err, provisioning.ErrIntake) {
+			if log != nil {
+				if aerr := provisioning.AuditIntakeRefused(ctx, log, op, r.SHA256Hex(), err); aerr != nil {
+					return nil, nil, failErr(errors.Join(err, aerr))
+				}
+			}
 			return nil, nil, failErr(err)
 		}
 		return nil, nil, linkErr(err)
@@ -129,11 +143,53 @@ func loadRecipeAndRelease(ctx context.Context, path, data string) (*recipe.Recip
 	return r, rel, nil
 }
 
+// operatorOf is the operator a run records: --operator, else $USER.
+func operatorOf(o runOptions) string {
+	if o.operator != "" {
+		return o.operator
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return "operator"
+}
+
+// openStationLog opens the station's audit log in o.data, forwarding to the
+// SIEM when --siem is given. A dry run writes nothing: nil log. The close
+// function signs the final checkpoint and hands it to the forwarder before
+// stopping it.
+func openStationLog(ctx context.Context, o runOptions) (*audit.Log, func(), error) {
+	if o.dryRun {
+		return nil, func() {}, nil
+	}
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return nil, nil, usageErr("--data: %v", err)
+	}
+	fwd, stopSIEM, err := openSIEM(ctx, o.siem, o.data)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := audit.Open(ctx, audit.Config{Dir: o.data, Station: o.station, Forward: fwd})
+	if err != nil {
+		stopSIEM()
+		return nil, nil, failErr(fmt.Errorf("run: audit log: %w", err))
+	}
+	return log, func() {
+		log.Close(context.WithoutCancel(ctx))
+		stopSIEM()
+	}, nil
+}
+
 func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	if o.target == "" {
 		o.target = "virtual"
 	}
-	r, rel, err := loadRecipeAndRelease(ctx, o.recipePath, o.data)
+	log, closeLog, err := openStationLog(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	r, rel, err := loadRecipeAndRelease(ctx, o, o.recipePath, log)
 	if err != nil {
 		return err
 	}
@@ -142,7 +198,7 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 		return err
 	}
 	defer closeBoard()
-	res, err := provision(ctx, stdio, o, r, rel, board)
+	res, err := provision(ctx, stdio, o, r, rel, board, log)
 	if res != nil && res.Plan != nil && o.dryRun && err == nil {
 		if o.jsonOut {
 			return writeJSON(stdio.Out, res.Plan)
@@ -220,17 +276,11 @@ func (b linkBoard) Reset(ctx context.Context, m chip.BootMode) error {
 
 // provision runs the flow with the CLI's progress, prompt and result
 // rendering, mapping errors to exit codes.
-func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe, rel *provisioning.Release, board provisioning.Board) (*provisioning.Result, error) {
+func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe, rel *provisioning.Release, board provisioning.Board, log *audit.Log) (*provisioning.Result, error) {
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return nil, usageErr("--data: %v", err)
 	}
-	op := o.operator
-	if op == "" {
-		op = os.Getenv("USER")
-	}
-	if op == "" {
-		op = "operator"
-	}
+	op := operatorOf(o)
 	var stub []byte
 	if o.stubPath != "" {
 		var err error
@@ -248,19 +298,7 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 		cfg.Probe = p
 	}
 	cfg.DialSubdevice = dialSubdevice(o)
-	if !o.dryRun {
-		fwd, stopSIEM, err := openSIEM(ctx, o.siem, o.data)
-		if err != nil {
-			return nil, err
-		}
-		// Deferred calls run last-first: the log closes (signing the final
-		// checkpoint and handing it over) before the forwarder stops.
-		defer stopSIEM()
-		log, err := audit.Open(ctx, audit.Config{Dir: o.data, Station: o.station, Forward: fwd})
-		if err != nil {
-			return nil, failErr(fmt.Errorf("run: audit log: %w", err))
-		}
-		defer log.Close(context.WithoutCancel(ctx))
+	if log != nil {
 		cfg.Audit = log
 	}
 	pr := newProgress(stdio.Out, o.jsonOut)
