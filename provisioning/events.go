@@ -35,6 +35,7 @@ type Event struct {
 	Region  string    `json:"region,omitempty"`
 	Done    int64     `json:"done,omitempty"`
 	Total   int64     `json:"total,omitempty"`
+	Rate    float64   `json:"rate,omitempty"` // bytes per second over the region so far
 	Result  string    `json:"result,omitempty"`
 	Message string    `json:"message,omitempty"`
 }

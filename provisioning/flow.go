@@ -492,7 +492,7 @@ func (x *run) flasherProgress(e flasher.Event) {
 	default:
 		return // reset, sync, detect, stub and baud are not byte counts
 	}
-	x.emit(Event{Phase: x.cur, Step: x.curStep, Kind: EventProgress, Region: e.Region, Done: e.Done, Total: e.Total})
+	x.emit(Event{Phase: x.cur, Step: x.curStep, Kind: EventProgress, Region: e.Region, Done: e.Done, Total: e.Total, Rate: e.Rate})
 }
 
 // identify names the device and opens its journal.

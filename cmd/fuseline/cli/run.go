@@ -439,7 +439,7 @@ func (p *progress) event(e provisioning.Event) {
 			if e.Done != e.Total {
 				return
 			}
-			fmt.Fprintf(p.w, "%-10s %-18s %d/%d bytes\n", e.Phase, e.Region, e.Done, e.Total)
+			fmt.Fprintf(p.w, "%-10s %-18s %s\n", e.Phase, e.Region, amountText(e))
 			return
 		}
 		if time.Since(p.lastDraw) < 50*time.Millisecond && e.Done != e.Total {
@@ -448,7 +448,8 @@ func (p *progress) event(e provisioning.Event) {
 		p.lastDraw = time.Now()
 		const width = 30
 		n := int(float64(width) * float64(e.Done) / float64(e.Total))
-		fmt.Fprintf(p.w, "\r%-10s %-18s [%s%s] %3d%%", e.Phase, e.Region, strings.Repeat("#", n), strings.Repeat(".", width-n), 100*e.Done/e.Total)
+		fmt.Fprintf(p.w, "\r%-10s %-18s [%s%s] %3d%% %s\x1b[K", e.Phase, e.Region, strings.Repeat("#", n), strings.Repeat(".", width-n),
+			100*e.Done/e.Total, amountText(e))
 		p.lastLine = true
 	case provisioning.EventBegin:
 		if p.tty {
@@ -471,6 +472,35 @@ func (p *progress) event(e provisioning.Event) {
 		p.endLine()
 		fmt.Fprintf(p.w, "%s: %s\n", name, e.Message)
 	}
+}
+
+// amountText is "done/total" of a progress event: byte sizes and the rate
+// for a transfer (an event with a rate), plain counts otherwise (eFuse
+// blocks, steps).
+func amountText(e provisioning.Event) string {
+	if e.Rate <= 0 {
+		return fmt.Sprintf("%d/%d", e.Done, e.Total)
+	}
+	return fmt.Sprintf("%s/%s%s", byteText(e.Done), byteText(e.Total), rateText(e.Rate))
+}
+
+// byteText renders a byte count for a progress line.
+func byteText(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// rateText renders a transfer rate, "" when unknown.
+func rateText(bps float64) string {
+	if bps <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %s/s", byteText(int64(bps)))
 }
 
 // writeJSONLine writes v as one JSON line.
