@@ -184,6 +184,12 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	if o.target == "" {
 		o.target = "virtual"
 	}
+	if o.target != "virtual" {
+		// Check the flag before anything is written to the station's log.
+		if _, err := fixtures.ParseSpec(portSpec(o.target)); err != nil {
+			return usageErr("--target: %v", err)
+		}
+	}
 	log, closeLog, err := openStationLog(ctx, o)
 	if err != nil {
 		return err
@@ -234,10 +240,7 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 	}
 	// Anything else names a link: a serial port (path, usb-serial:…, usb:VID:PID,
 	// usb-location:…), socket://HOST:PORT (tcp:// is the same), rfc2217://….
-	spec := o.target
-	if rest, ok := strings.CutPrefix(spec, "tcp://"); ok {
-		spec = "socket://" + rest
-	}
+	spec := portSpec(o.target)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // opening only
 	defer cancel()
 	link, err := (&fixtures.Opener{}).Open(ctx, spec)
@@ -254,6 +257,14 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 		return nil, nil, usageErr("--reset: %v", err)
 	}
 	return linkBoard{Link: link, r: r}, func() { link.Close() }, nil
+}
+
+// portSpec maps --target to a fixtures port spec: tcp:// is socket://.
+func portSpec(target string) string {
+	if rest, ok := strings.CutPrefix(target, "tcp://"); ok {
+		return "socket://" + rest
+	}
+	return target
 }
 
 // linkBoard is a board on a fixtures link with its reset strategy. Without

@@ -154,8 +154,12 @@ func TestRunOverPort(t *testing.T) {
 	}
 
 	// A port spec that does not parse is a usage error; a dead address a link error.
-	if code, _, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "usb:xyz", "--yes"); code != ExitUsage {
+	noData := filepath.Join(ws.Dir, "data-bad-spec")
+	if code, _, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "usb:xyz", "--yes", "--data", noData); code != ExitUsage {
 		t.Errorf("bad spec: exit %d %s", code, stderr)
+	}
+	if _, err := os.Stat(noData); err == nil {
+		t.Error("a usage error wrote to the station's data directory")
 	}
 	ln := flashLoopback(t)
 	dead := ln.Addr().String()
