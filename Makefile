@@ -2,7 +2,7 @@
 GO      ?= go
 FUZZTIME ?= 20s
 
-.PHONY: all build demo test deps vet bench fuzz soak clean
+.PHONY: all build demo test deps vet specs bench fuzz soak clean
 
 all: build
 
@@ -24,6 +24,14 @@ deps:
 
 vet:
 	$(GO) vet ./...
+
+# QA: the Ginkgo specs alone, with a JUnit report (TARGET=virtual|qemu|board,
+# LABELS='esp32s3 && !slow').
+TARGET ?= virtual
+LABELS ?=
+specs:
+	$(GO) test -count=1 -timeout 30m ./specs/ -target=$(TARGET) \
+		-ginkgo.junit-report=$(CURDIR)/junit-specs.xml $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # Benchmarks: figures are ratios against a baseline measured in the same run.
 bench:
