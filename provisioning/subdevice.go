@@ -8,11 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"strings"
 
-	"fuseline/esp/chip"
+	"fuseline/fixtures"
 	"fuseline/flasher"
 	"fuseline/provisioning/recipe"
 	"fuseline/release"
@@ -44,26 +43,12 @@ func DialSubdevice(ctx context.Context, sd recipe.Subdevice) (Board, func(), err
 	if !ok {
 		return nil, nil, fmt.Errorf("provisioning: sub-device %s: link %q needs a station that provides it (Config.DialSubdevice)", sd.Name, sd.Link)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	l, err := (&fixtures.Opener{}).Open(ctx, "socket://"+addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("provisioning: sub-device %s: %w", sd.Name, err)
 	}
-	return TCPBoard{Conn: c}, func() { c.Close() }, nil
-}
-
-// TCPBoard is a board reached over a raw TCP byte stream (fuseline sim,
-// esptool's socket://): no reset lines, so the chip must already be in
-// download mode, and it cannot be reset into SPI boot from here.
-type TCPBoard struct{ net.Conn }
-
-// Reset implements flasher.Resetter: download mode is assumed, SPI boot is
-// refused.
-func (TCPBoard) Reset(ctx context.Context, m chip.BootMode) error {
-	if m == chip.BootSPI {
-		return errors.New("provisioning: a TCP link has no reset lines; reset the board into SPI boot at its end")
-	}
-	return flasher.NoReset{}.Reset(ctx, m)
+	// No reset lines: the chip waits in download mode (fixtures.Board).
+	return &fixtures.Board{Link: l, Slot: sd.Name}, func() { l.Close() }, nil
 }
 
 // subdevices sends every sub-device image of the release to its device

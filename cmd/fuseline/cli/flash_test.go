@@ -294,7 +294,7 @@ func TestFlashErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no port", []string{"flash", "id"}, ExitUsage, "--port is required"},
-		{"bad spec", []string{"flash", "--port", "tcp://x:1", "id"}, ExitUsage, "socket:// or rfc2217://"},
+		{"bad spec", []string{"flash", "--port", "http://x:1", "id"}, ExitUsage, "socket:// or rfc2217://"},
 		{"odd args", []string{"flash", "--port", dead, "write", "0x1000", f, "0x2000"}, ExitUsage, "ADDR FILE pairs"},
 		{"unaligned", []string{"flash", "--port", dead, "write", "0x1001", f}, ExitUsage, "multiple of 0x1000"},
 		{"overlap", []string{"flash", "--port", dead, "write", "0x1000", f, "0x1000", f}, ExitUsage, "overlaps"},

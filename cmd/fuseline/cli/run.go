@@ -19,7 +19,6 @@ import (
 	"fuseline/esp/chip"
 	"fuseline/fixtures"
 	"fuseline/fixtures/virtual"
-	"fuseline/flasher"
 	"fuseline/provisioning"
 	"fuseline/provisioning/recipe"
 	"fuseline/provisioning/sim"
@@ -186,7 +185,7 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	}
 	if o.target != "virtual" {
 		// Check the flag before anything is written to the station's log.
-		if _, err := fixtures.ParseSpec(portSpec(o.target)); err != nil {
+		if _, err := fixtures.ParseSpec(o.target); err != nil {
 			return usageErr("--target: %v", err)
 		}
 	}
@@ -240,7 +239,7 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 	}
 	// Anything else names a link: a serial port (path, usb-serial:…, usb:VID:PID,
 	// usb-location:…), socket://HOST:PORT (tcp:// is the same), rfc2217://….
-	spec := portSpec(o.target)
+	spec := o.target
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second) // opening only
 	defer cancel()
 	link, err := (&fixtures.Opener{}).Open(ctx, spec)
@@ -256,33 +255,7 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 		link.Close()
 		return nil, nil, usageErr("--reset: %v", err)
 	}
-	return linkBoard{Link: link, r: r}, func() { link.Close() }, nil
-}
-
-// portSpec maps --target to a fixtures port spec: tcp:// is socket://.
-func portSpec(target string) string {
-	if rest, ok := strings.CutPrefix(target, "tcp://"); ok {
-		return "socket://" + rest
-	}
-	return target
-}
-
-// linkBoard is a board on a fixtures link with its reset strategy. Without
-// one (a TCP link, or --reset no-reset) the board must already be in
-// download mode, and it cannot be reset into SPI boot from here.
-type linkBoard struct {
-	fixtures.Link
-	r flasher.Resetter
-}
-
-func (b linkBoard) Reset(ctx context.Context, m chip.BootMode) error {
-	if b.r != nil {
-		return b.r.Reset(ctx, m)
-	}
-	if m == chip.BootSPI {
-		return fmt.Errorf("run: %s has no reset lines; reset the board into SPI boot at its end", b.Link)
-	}
-	return flasher.NoReset{}.Reset(ctx, m)
+	return &fixtures.Board{Link: link, Resetter: r}, func() { link.Close() }, nil
 }
 
 // provision runs the flow with the CLI's progress, prompt and result
