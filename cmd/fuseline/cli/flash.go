@@ -716,13 +716,7 @@ type flashProgress struct {
 }
 
 func newFlashProgress(w io.Writer) *flashProgress {
-	p := &flashProgress{w: w}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
-	return p
+	return &flashProgress{w: w, tty: isTerminal(w)}
 }
 
 // bytePhase reports the phases drawn as transfers; the others print one
@@ -773,9 +767,7 @@ func (p *flashProgress) event(e flasher.Event) {
 		rate = fmt.Sprintf(", %.1f kB/s", e.Rate/1000)
 	}
 	if p.tty {
-		const width = 30
-		n := pct * width / 100
-		fmt.Fprintf(p.w, "\r%-24s [%s%s] %3d%% %d/%d bytes%s ", label, strings.Repeat("#", n), strings.Repeat(".", width-n), pct, e.Done, e.Total, rate)
+		fmt.Fprintf(p.w, "\r%-24s %s %d/%d bytes%s ", label, barText(e.Done, e.Total), e.Done, e.Total, rate)
 		p.open = true
 		if e.Done >= e.Total {
 			p.finish()

@@ -379,13 +379,7 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, jsonOut bool) *progress {
-	p := &progress{w: w, json: jsonOut}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
-	return p
+	return &progress{w: w, json: jsonOut, tty: isTerminal(w)}
 }
 
 func (p *progress) pause()  { p.mu.Lock(); p.endLine(); p.paused = true; p.mu.Unlock() }
@@ -430,10 +424,7 @@ func (p *progress) event(e provisioning.Event) {
 			return
 		}
 		p.lastDraw = time.Now()
-		const width = 30
-		n := int(float64(width) * float64(e.Done) / float64(e.Total))
-		fmt.Fprintf(p.w, "\r%-10s %-18s [%s%s] %3d%% %s\x1b[K", e.Phase, e.Region, strings.Repeat("#", n), strings.Repeat(".", width-n),
-			100*e.Done/e.Total, amountText(e))
+		fmt.Fprintf(p.w, "\r%-10s %-18s %s %s\x1b[K", e.Phase, e.Region, barText(e.Done, e.Total), amountText(e))
 		p.lastLine = true
 	case provisioning.EventBegin:
 		if p.tty {
