@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/image"
 	"fuseline/esp/loader"
 	"fuseline/esp/slip"
 	"fuseline/flasher"
@@ -220,12 +221,15 @@ func TestWriteRegionChipEncrypted(t *testing.T) {
 
 func TestWriteRegionPrechecks(t *testing.T) {
 	t.Parallel()
-	c3img := make([]byte, 64)
-	c3img[0], c3img[1] = 0xE9, 3
-	c3img[12] = byte(chip.ESP32C3)
-	s3img := append([]byte(nil), c3img...)
-	s3img[12] = byte(chip.ESP32S3)
-	fat := append([]byte(nil), c3img...)
+	synth := func(c chip.Chip) []byte {
+		b, err := image.Synth(image.SynthOptions{Chip: c, Kind: image.Bootloader, Size: 64, Seed: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	c3img, s3img := synth(chip.C3()), synth(chip.S3())
+	fat := append([]byte(nil), c3img[:64]...)
 	fat[1] = 0x3C // a FAT boot sector: E9 xx xx, not an image
 	tests := []struct {
 		name    string
@@ -263,10 +267,13 @@ func TestWriteRegionPrechecks(t *testing.T) {
 	}
 	// Same-chip images and non-image data at those offsets pass the check.
 	for _, d := range [][]byte{s3img, fat} {
+		if len(d) > 0x400 || len(d)%4 != 0 {
+			t.Fatalf("test data of %d bytes does not fit the one-block script", len(d))
+		}
 		steps := append(romFlashPrep(t),
-			ft.OK(ft.Req(loader.OpFlashBegin, loader.Begin{Size: 64, Blocks: 1, BlockSize: 0x400, Offset: 0, Long: true}.Encode()), true),
+			ft.OK(ft.Req(loader.OpFlashBegin, loader.Begin{Size: uint32(len(d)), Blocks: 1, BlockSize: 0x400, Offset: 0, Long: true}.Encode()), true),
 			ft.OK(ft.DataReq(loader.OpFlashData, 0, padFF(d, 0x400)), true),
-			ft.Step{Want: ft.Req(loader.OpSPIFlashMD5, loader.Region{Offset: 0, Size: 64}.EncodeMD5()), Reply: [][]byte{ft.ROM(loader.OpSPIFlashMD5, 0, md5ROM(d))}},
+			ft.Step{Want: ft.Req(loader.OpSPIFlashMD5, loader.Region{Offset: 0, Size: uint32(len(d))}.EncodeMD5()), Reply: [][]byte{ft.ROM(loader.OpSPIFlashMD5, 0, md5ROM(d))}},
 		)
 		run(t, flasher.Config{FlashSize: mib4, NoCompress: true}, true, steps, func(ctx context.Context, s *flasher.Session) {
 			if _, err := s.WriteRegion(ctx, flasher.Region{Offset: 0, Data: d}); err != nil {

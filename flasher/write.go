@@ -5,13 +5,13 @@ import (
 	"compress/zlib"
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/image"
 	"fuseline/esp/loader"
 )
 
@@ -79,22 +79,21 @@ func name(n string) string {
 }
 
 // checkImage refuses an image for another chip at the bootloader offset or
-// an app slot (magic 0xE9, chip_id at offset 12).
+// an app slot. Only data that parses as an ESP image is judged (a FAT boot
+// sector starts with 0xE9 too); checksums are not the point here.
 func (s *Session) checkImage(r Region) error {
-	if r.NoImageCheck || len(r.Data) < 24 || r.Data[0] != 0xE9 {
+	if r.NoImageCheck || len(r.Data) == 0 || r.Data[0] != image.Magic {
 		return nil
 	}
 	c := s.info.Chip
 	if r.Offset != c.BootloaderOffset && r.Offset%appAlign != 0 {
 		return nil
 	}
-	// Plausibility: a real image has 1..16 segments and hash_appended 0/1;
-	// anything else (a FAT boot sector starts with E9 too) is not checked.
-	if r.Data[1] == 0 || r.Data[1] > 16 || r.Data[23] > 1 {
+	img, err := image.ParseUnverified(r.Data)
+	if err != nil {
 		return nil
 	}
-	got := chip.ID(binary.LittleEndian.Uint16(r.Data[12:]))
-	if got != c.ID {
+	if got := img.Header.ChipID; got != c.ID {
 		return &ChipMismatchError{What: fmt.Sprintf("%s at 0x%x", name(r.Name), r.Offset), Want: c.ID, Got: got}
 	}
 	return nil
