@@ -195,6 +195,13 @@ type Chip struct {
 	SPI SPIRegs
 	// MinRevision is the lowest supported revision (major*100+minor).
 	MinRevision int
+	// MaxRevision is the last minor revision of the newest major revision
+	// ESP-IDF v5 knows, the max_rev_full its builds write (major*100+minor).
+	MaxRevision int
+	// LegacyRevIsMinor says the image header's legacy min_chip_rev byte is
+	// compared with the minor revision (C3) rather than the major one
+	// (docs/esp-serial-and-images.md §5.1).
+	LegacyRevIsMinor bool
 	// DefaultBaud is the ROM's baud rate after reset.
 	DefaultBaud int
 	// ROM loader banner lines for a reset into download mode (without CR LF).
@@ -276,6 +283,7 @@ func S3() Chip {
 		KeyBlocks:            6,
 		Coding:               CodingRS,
 		Efuse:                s3c3Efuse(0x60007000, false),
+		MaxRevision:          99,
 		UARTDateReg:          0x60000080,
 		SPI:                  s3c3SPI(),
 		MinRevision:          0,
@@ -308,6 +316,8 @@ func C3() Chip {
 		KeyBlocks:            6,
 		Coding:               CodingRS,
 		Efuse:                s3c3Efuse(0x60008800, true),
+		MaxRevision:          199,
+		LegacyRevIsMinor:     true,
 		UARTDateReg:          0x6000007C,
 		SPI:                  s3c3SPI(),
 		MinRevision:          3, // Secure Boot v2 needs ECO3 (v0.3)
@@ -353,6 +363,7 @@ func ESP32V3() Chip {
 			APBCtlDate: 0x3FF6607C,
 		},
 		UARTDateReg: 0x60000078,
+		MaxRevision: 399,
 		SPI: SPIRegs{Base: s, Cmd: s, Addr: s + 0x04, User: s + 0x1C, User1: s + 0x20, User2: s + 0x24,
 			MOSIDLen: s + 0x28, MISODLen: s + 0x2C, W0: s + 0x80},
 		MinRevision: 300,

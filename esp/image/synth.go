@@ -61,21 +61,11 @@ type RevWindow struct {
 }
 
 // DefaultRevWindow is the window an ESP-IDF v5 build for c writes: the
-// lowest revision Fuseline supports (chip.MinRevision) up to the last minor
-// revision of the newest major one ESP-IDF knows (S3 v0.99, C3 v1.99,
-// ESP32 v3.99).
+// lowest revision Fuseline supports (chip.MinRevision) up to chip.MaxRevision.
 func DefaultRevWindow(c chip.Chip) RevWindow {
-	w := RevWindow{MinRevFull: uint16(c.MinRevision)}
-	switch c.ID {
-	case chip.ESP32C3:
+	w := RevWindow{MinRevFull: uint16(c.MinRevision), MaxRevFull: uint16(c.MaxRevision), MinRev: uint8(c.MinRevision / 100)}
+	if c.LegacyRevIsMinor {
 		w.MinRev = uint8(c.MinRevision % 100)
-		w.MaxRevFull = 199
-	case chip.ESP32:
-		w.MinRev = uint8(c.MinRevision / 100)
-		w.MaxRevFull = 399
-	default:
-		w.MinRev = uint8(c.MinRevision / 100)
-		w.MaxRevFull = 99
 	}
 	return w
 }

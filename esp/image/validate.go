@@ -30,7 +30,7 @@ func Validate(img *Image, c chip.Chip, rev int) error {
 	legacy := h.MaxRevFull == 0 || (h.MaxRevFull == 0xFFFF && h.MinRevFull == 0 && h.MinRev != 0)
 	if legacy {
 		chipRev, what := rev/100, "major"
-		if c.ID == chip.ESP32C3 {
+		if c.LegacyRevIsMinor {
 			chipRev, what = rev%100, "minor"
 		}
 		if chipRev < int(h.MinRev) {
