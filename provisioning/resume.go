@@ -157,7 +157,7 @@ func (x *run) securitySnapshot(si loader.SecurityInfo) (evidence.EfuseSnapshot, 
 		"DIS_DOWNLOAD_ICACHE":      b(loader.FlagDisDownloadIcache),
 		"SPI_BOOT_CRYPT_CNT":       uint64(si.FlashCryptCnt),
 	}
-	if x.r.Chip.ID == chip.ESP32S3 {
+	if _, err := efuse.FieldByName(x.r.Chip.ID, "DIS_DOWNLOAD_DCACHE"); err == nil { // S3 only
 		fields["DIS_DOWNLOAD_DCACHE"] = b(loader.FlagDisDownloadDcache)
 	}
 	for n := range 6 {
@@ -209,7 +209,7 @@ func (x *run) locked(ctx context.Context) error {
 		}
 		if x.r.Lockdown.DownloadCaches {
 			want(f&loader.FlagDisDownloadIcache != 0, "DIS_DOWNLOAD_ICACHE")
-			if x.r.Chip.ID == chip.ESP32S3 {
+			if _, err := efuse.FieldByName(x.r.Chip.ID, "DIS_DOWNLOAD_DCACHE"); err == nil {
 				want(f&loader.FlagDisDownloadDcache != 0, "DIS_DOWNLOAD_DCACHE")
 			}
 		}
