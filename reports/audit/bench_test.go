@@ -232,3 +232,34 @@ func BenchmarkRecordHash(b *testing.B) {
 	}
 	b.ReportMetric(float64(bytes)/1e6/b.Elapsed().Seconds(), "MB/s")
 }
+
+// BenchmarkProveResult: what proving one board's result record costs on a
+// station whose log already holds 5,000 boards (40,000 records): ProveDevice
+// re-reads and re-hashes the whole log each time; ProveRecord extends the
+// log's stored hashes by the records appended since the previous proof.
+func BenchmarkProveResult(b *testing.B) {
+	for _, mode := range []string{"ProveDevice", "ProveRecord"} {
+		b.Run(mode, func(b *testing.B) {
+			ctx := context.Background()
+			cfg := testConfig(b, b.TempDir())
+			cfg.Sync = SyncRunBoundary
+			l := openTest(b, cfg)
+			writeRuns(b, l, 0, 5000)
+			run := 5000
+			for b.Loop() {
+				rcs := appendAll(b, l, runEntries(run, mac(run)))
+				last := rcs[len(rcs)-1]
+				var err error
+				if mode == "ProveDevice" {
+					_, err = l.ProveDevice(ctx, mac(run))
+				} else {
+					_, err = l.ProveRecord(ctx, last.Record.Seq, last.Line)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				run++
+			}
+		})
+	}
+}

@@ -127,6 +127,11 @@ func (e *VerifyError) Error() string {
 // Log is a station's open audit log. Its methods may be called from many
 // goroutines (one per slot); records are appended in call order.
 type Log struct {
+	// proofs caches the tree's stored hashes for ProveRecord; its own lock,
+	// so building it never holds up Append.
+	proofsMu sync.Mutex
+	proofs   storedTree
+
 	cfg      Config
 	layout   Layout
 	origin   string

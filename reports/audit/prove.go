@@ -213,3 +213,102 @@ func (l *Log) ProveDevice(ctx context.Context, device string) (*Proofs, error) {
 	defer f.Close()
 	return ProveDevice(ctx, f, sc, device)
 }
+
+// storedTree holds tlog's stored hashes of the log's first n records (the
+// leaves and every complete subtree), read from the file up to byte off. It
+// only grows: the log is append-only once open.
+type storedTree struct {
+	n      int64
+	off    int64
+	hashes []tlog.Hash
+}
+
+func (st *storedTree) ReadHashes(idx []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(idx))
+	for i, x := range idx {
+		if x < 0 || x >= int64(len(st.hashes)) {
+			return nil, fmt.Errorf("audit: prove: hash %d not stored", x)
+		}
+		out[i] = st.hashes[x]
+	}
+	return out, nil
+}
+
+var errEnoughRecords = errors.New("enough records")
+
+// extend reads records from r (the log, positioned at st.off) until the
+// tree holds size records.
+func (st *storedTree) extend(ctx context.Context, r io.Reader, size int64) error {
+	err := scanLines(ctx, r, func(line []byte, term bool) error {
+		if !term || st.n >= size {
+			return errEnoughRecords
+		}
+		hs, err := tlog.StoredHashesForRecordHash(st.n, tlog.RecordHash(line), st)
+		if err != nil {
+			return fmt.Errorf("audit: prove: record %d: %w", st.n, err)
+		}
+		st.hashes = append(st.hashes, hs...)
+		st.n++
+		st.off += int64(len(line)) + 1
+		if st.n >= size {
+			return errEnoughRecords
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnoughRecords) {
+		return err
+	}
+	return nil
+}
+
+// ProveRecord proves, against the latest checkpoint, that line is record
+// seq of the log (line is the Receipt's Line of that record). Unlike
+// ProveDevice it does not re-read the log: the log keeps the tree's stored
+// hashes and reads only what was appended since the last proof, so proving
+// each board's result costs O(records since the last proof + log n), not
+// O(log size).
+func (l *Log) ProveRecord(ctx context.Context, seq int64, line []byte) (*Proofs, error) {
+	sc, ok := l.Latest()
+	if !ok {
+		return nil, errors.New("audit: prove: the log has no checkpoint yet")
+	}
+	if seq < 0 || seq >= sc.Size {
+		return nil, fmt.Errorf("audit: prove: record %d is not in the latest checkpoint's tree of %d", seq, sc.Size)
+	}
+	l.proofsMu.Lock()
+	defer l.proofsMu.Unlock()
+	st := &l.proofs
+	if st.n < sc.Size {
+		f, err := os.Open(l.layout.Log)
+		if err != nil {
+			return nil, fmt.Errorf("audit: prove: %w", err)
+		}
+		defer f.Close()
+		if _, err := f.Seek(st.off, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("audit: prove: %w", err)
+		}
+		if err := st.extend(ctx, f, sc.Size); err != nil {
+			return nil, err
+		}
+		if st.n < sc.Size {
+			return nil, &MismatchError{Size: sc.Size, Records: st.n, Reason: "the log is shorter than the checkpoint (truncated?)"}
+		}
+	}
+	root, err := tlog.TreeHash(sc.Size, st)
+	if err != nil {
+		return nil, fmt.Errorf("audit: prove: %w", err)
+	}
+	if root != sc.Root {
+		return nil, &MismatchError{Size: sc.Size, Records: st.n, Reason: "the records do not hash to the signed root (run `fuseline audit verify`)"}
+	}
+	proof, err := tlog.ProveRecord(sc.Size, seq, st)
+	if err != nil {
+		return nil, fmt.Errorf("audit: prove record %d: %w", seq, err)
+	}
+	inc := Inclusion{Index: seq, Record: string(line), Leaf: tlog.RecordHash(line), Proof: proof}
+	// Also proves that line really is record seq: its leaf must sit there.
+	if err := CheckInclusion(inc, sc.Checkpoint); err != nil {
+		return nil, err
+	}
+	return &Proofs{Origin: sc.Origin, TreeSize: sc.Size, Root: sc.Root, Checkpoint: string(sc.Note), Records: []Inclusion{inc}}, nil
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,5 +120,54 @@ func TestProveRefusesMismatchedLog(t *testing.T) {
 	defer f.Close()
 	if _, err := ProveRecords(ctx, f, sc, 24); err == nil {
 		t.Error("ProveRecords of a record beyond the checkpoint succeeded")
+	}
+}
+
+// ProveRecord gives the same inclusion proof as ProveDevice, keeps working
+// as the log grows (it extends its stored hashes instead of re-reading the
+// log), and refuses a line that is not the record at that index.
+func TestProveRecord(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	l := openTest(t, testConfig(t, dir))
+	if _, err := l.ProveRecord(ctx, 0, nil); err == nil {
+		t.Error("a proof without any checkpoint")
+	}
+	var receipts []Receipt
+	for run := range 6 {
+		receipts = append(receipts, appendAll(t, l, runEntries(run, mac(run)))...) // each run ends in a checkpoint
+		last := receipts[len(receipts)-1]
+		p, err := l.ProveRecord(ctx, last.Record.Seq, last.Line)
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+		if err := p.Check(l.Verifier()); err != nil {
+			t.Fatalf("run %d: Check: %v", run, err)
+		}
+		all, err := l.ProveDevice(ctx, mac(run))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := all.Records[len(all.Records)-1]
+		got := p.Records[0]
+		if got.Index != want.Index || got.Leaf != want.Leaf || !slices.Equal(got.Proof, want.Proof) || p.Root != all.Root {
+			t.Fatalf("run %d: ProveRecord %+v differs from ProveDevice %+v", run, got, want)
+		}
+		if l.proofs.n != l.Size() {
+			t.Fatalf("run %d: stored tree covers %d records, want the checkpoint's %d", run, l.proofs.n, l.Size())
+		}
+	}
+	// An early record against the newest checkpoint.
+	first := receipts[0]
+	if p, err := l.ProveRecord(ctx, 0, first.Line); err != nil || p.Check(l.Verifier()) != nil {
+		t.Fatalf("record 0: %v", err)
+	}
+	// A line that is not record 1.
+	if _, err := l.ProveRecord(ctx, 1, first.Line); err == nil {
+		t.Error("record 0's line proved as record 1")
+	}
+	if _, err := l.ProveRecord(ctx, l.Size(), first.Line); err == nil {
+		t.Error("a record beyond the checkpoint proved")
 	}
 }
