@@ -146,14 +146,24 @@ func (b Bundle) rooted() Bundle {
 	return out
 }
 
-// EvidenceFiles lists the bundle's evidence files: every *.json outside
-// images/, sorted.
+// EvidenceFiles lists the bundle's evidence files, sorted: the *.json files
+// under evidence/ when the bundle has that folder (as a station's data
+// directory does, beside its own state files), else every *.json outside
+// images/ (a flat bundle).
 func (b Bundle) EvidenceFiles() []string {
-	var out []string
+	var all, inDir []string
 	for p := range b {
-		if strings.HasSuffix(p, ".json") && !strings.HasPrefix(p, BundleImagesDir+"/") {
-			out = append(out, p)
+		if !strings.HasSuffix(p, ".json") || strings.HasPrefix(p, BundleImagesDir+"/") {
+			continue
 		}
+		all = append(all, p)
+		if strings.HasPrefix(p, "evidence/") {
+			inDir = append(inDir, p)
+		}
+	}
+	out := all
+	if len(inDir) > 0 {
+		out = inDir
 	}
 	slices.Sort(out)
 	return out

@@ -385,3 +385,23 @@ func TestReadFiles(t *testing.T) {
 		t.Errorf("error %v does not name the bad file", err)
 	}
 }
+
+// A station's data directory used as a bundle holds its own state files
+// (station-session.json, release-state/…json, journal/…) beside evidence/:
+// only evidence/ is evidence. A flat bundle still counts every *.json.
+func TestEvidenceFilesLayout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		b    evidence.Bundle
+		want []string
+	}{
+		{"data directory", evidence.Bundle{"evidence/a.json": nil, "evidence/a.json.sig": nil, "station-session.json": nil,
+			"release-state/release-state.json": nil, "images/app.json": nil}, []string{"evidence/a.json"}},
+		{"flat", evidence.Bundle{"b.json": nil, "a.json": nil, "images/x.json": nil, "station.pub": nil}, []string{"a.json", "b.json"}},
+	} {
+		if got := tc.b.EvidenceFiles(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: EvidenceFiles() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -69,6 +69,11 @@ func TestRunCommand(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "PASS") || !strings.Contains(out, "Evidence:") {
 		t.Fatalf("answered yes: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// The station's data directory is itself a bundle an auditor can check:
+	// its state files (station-session.json, journal/) are not evidence.
+	if code, out, stderr := runCLI(t, "", "report", "verify", data, "--key", filepath.Join(data, "station.pub")); code != ExitOK {
+		t.Fatalf("report verify of the data directory: exit %d\n%s\n%s", code, out, stderr)
+	}
 	// Again on the same board: already provisioned, verified, exit 0.
 	code, out, stderr = runCLI(t, "", append(base, "--json")...)
 	if code != ExitOK || !strings.Contains(out, `"already_provisioned": true`) {
