@@ -247,48 +247,64 @@ func full(addr, v uint32) loader.RegWrite {
 	return loader.RegWrite{Addr: addr, Value: v, Mask: 0xFFFFFFFF}
 }
 
-// rmw sets a bit field of a register, reading it first (esptool's
-// update_reg).
-func (s *Session) rmw(ctx context.Context, addr, mask, value uint32) error {
-	cur, err := s.ReadReg(ctx, addr)
-	if err != nil {
-		return err
+// field is a bit field of a register and the value to put in it (not
+// shifted).
+type field struct{ addr, mask, value uint32 }
+
+// setFields sets bit fields of registers, leaving their other bits alone,
+// in one WRITE_REG. The flasher stubs apply a record's mask themselves
+// (handle_write_reg reads, merges and writes), so the records carry the
+// masks; with the ROM, whose handling of the mask is only documented for
+// the C3, each register is read first and written whole, as esptool's
+// update_reg does.
+func (s *Session) setFields(ctx context.Context, fields ...field) error {
+	var recs []loader.RegWrite
+	for _, f := range fields {
+		v := f.value << bits.TrailingZeros32(f.mask) & f.mask
+		i := slices.IndexFunc(recs, func(r loader.RegWrite) bool { return r.Addr == f.addr })
+		if i < 0 {
+			recs = append(recs, loader.RegWrite{Addr: f.addr})
+			i = len(recs) - 1
+		}
+		recs[i].Value = recs[i].Value&^f.mask | v
+		recs[i].Mask |= f.mask
 	}
-	shift := bits.TrailingZeros32(mask)
-	return s.WriteReg(ctx, addr, cur&^mask|(value<<shift)&mask)
+	if !s.info.Stub {
+		for i := range recs {
+			cur, err := s.ReadReg(ctx, recs[i].Addr)
+			if err != nil {
+				return err
+			}
+			recs[i].Value = cur&^recs[i].Mask | recs[i].Value
+			recs[i].Mask = 0xFFFFFFFF
+		}
+	}
+	return s.WriteRegs(ctx, recs...)
 }
 
+// burnS3C3 runs one attempt of the §1.3 sequence with the same register
+// writes and checks, but as few round trips as the loader allows: WRITE_REG
+// carries several records, so the timing setup is one write (setFields), a
+// CONF+CMD pair is one command, clearing the program
+// registers rides with the next command, and CMD is polled only where an
+// operation can be running (after PGM and after each READ; writing the
+// data registers starts nothing). On a line every round trip costs the USB
+// adapter's latency, a millisecond or more each way.
 func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check [3]uint32) (errRegs []uint32, failed bool, err error) {
 	r := s.info.Chip.Efuse
-	// 1. Timing for a 40 MHz crystal.
-	for _, f := range []struct{ addr, mask, v uint32 }{
-		{r.DacConf, 0xFF << 9, 0xFF}, {r.DacConf, 0xFF, 0x28},
-		{r.WrTimConf1, 0xFFFF << 8, 0x3000}, {r.WrTimConf2, 0xFFFF, 0x190},
-	} {
-		if err := s.rmw(ctx, f.addr, f.mask, f.v); err != nil {
-			return nil, false, err
-		}
-	}
 	idle := func() error { return s.waitIdle(ctx, r.Cmd, 0x3) }
-	clearPgm := func() error {
-		recs := make([]loader.RegWrite, 8)
-		for i := range recs {
-			recs[i] = full(r.PgmData0+uint32(4*i), 0)
-		}
-		return s.WriteRegs(ctx, recs...)
+	// 1. Timing for a 40 MHz crystal (espefuse's read-modify-writes).
+	if err := s.setFields(ctx, field{r.DacConf, 0xFF << 9, 0xFF}, field{r.DacConf, 0xFF, 0x28},
+		field{r.WrTimConf1, 0xFFFF << 8, 0x3000}, field{r.WrTimConf2, 0xFFFF, 0x190}); err != nil {
+		return nil, false, err
 	}
-	// 2–3. Wait idle, clear the program registers.
+	// 2. Wait idle: nothing may be running when the data is loaded.
 	if err := idle(); err != nil {
 		return nil, false, err
 	}
-	if err := clearPgm(); err != nil {
-		return nil, false, err
-	}
-	if err := idle(); err != nil {
-		return nil, false, err
-	}
-	// 4. Load 8 data words (zero-padded) and, for RS blocks, 3 check words.
-	var recs []loader.RegWrite
+	// 3–4. Clear, then load the 8 data words (zero-padded) and, for RS
+	// blocks, the 3 check words.
+	recs := clearPgm(r)
 	for i := 0; i < 8; i++ {
 		var v uint32
 		if i < len(want) {
@@ -305,30 +321,23 @@ func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check 
 		return nil, false, err
 	}
 	// 5. Program.
-	if err := idle(); err != nil {
-		return nil, false, err
-	}
 	if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpProgram), full(r.Cmd, chip.EfuseCmdPgm|uint32(block)<<2)); err != nil {
 		return nil, false, err
 	}
 	if err := idle(); err != nil {
 		return nil, false, err
 	}
-	// 6. Clear the program registers again.
-	if err := clearPgm(); err != nil {
-		return nil, false, err
-	}
-	// 7–9. Reload and check the error registers, up to six times.
+	// 6–9. Clear the program registers (no key material stays in them) with
+	// the first reload; reload and check the error registers six times,
+	// stopping at the first error.
+	recs = clearPgm(r)
 	for i := 0; i < efuseReloads; i++ {
-		if err := idle(); err != nil {
+		recs = append(recs, full(r.Conf, chip.EfuseOpRead), full(r.Cmd, chip.EfuseCmdRead),
+			loader.RegWrite{Addr: s.info.Chip.UARTDateReg, DelayUS: efuseReloadDelay})
+		if err := s.WriteRegs(ctx, recs...); err != nil {
 			return nil, false, err
 		}
-		if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpRead)); err != nil {
-			return nil, false, err
-		}
-		if err := s.WriteRegDelay(ctx, r.Cmd, chip.EfuseCmdRead, 0xFFFFFFFF, efuseReloadDelay); err != nil {
-			return nil, false, err
-		}
+		recs = nil
 		if err := idle(); err != nil {
 			return nil, false, err
 		}
@@ -338,6 +347,15 @@ func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check 
 		}
 	}
 	return errRegs, false, nil
+}
+
+// clearPgm returns the writes that zero PGM_DATA0…7.
+func clearPgm(r *chip.EfuseRegs) []loader.RegWrite {
+	recs := make([]loader.RegWrite, 8)
+	for i := range recs {
+		recs[i] = full(r.PgmData0+uint32(4*i), 0)
+	}
+	return recs
 }
 
 // efuseErrors reads the error registers of one block (§1.3 error rule).
@@ -410,21 +428,18 @@ func (s *Session) burnClassic(ctx context.Context, block int, want []uint32) (er
 		return nil, false, err
 	}
 	// 40 MHz timing: DAC_CLK_DIV 80, CLK_SEL0 160, CLK_SEL1 255 (§1.2).
-	for _, f := range []struct{ addr, mask, v uint32 }{
-		{r.DacConf, 0xFF, 80}, {r.Clk, 0xFF, 160}, {r.Clk, 0xFF00, 255},
-	} {
-		if err := s.rmw(ctx, f.addr, f.mask, f.v); err != nil {
-			return nil, false, err
-		}
+	if err := s.setFields(ctx, field{r.DacConf, 0xFF, 80}, field{r.Clk, 0xFF, 160}, field{r.Clk, 0xFF00, 255}); err != nil {
+		return nil, false, err
 	}
 	if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpProgram), full(r.Cmd, chip.EfuseCmdPgm)); err != nil {
 		return nil, false, err
 	}
 	var dec uint32
+	if err := s.waitIdle(ctx, r.Cmd, 0xFFFFFFFF); err != nil {
+		return nil, false, err
+	}
 	for i := 0; i < efuseReloads; i++ {
-		if err := s.waitIdle(ctx, r.Cmd, 0xFFFFFFFF); err != nil {
-			return nil, false, err
-		}
+		// Idle here: the program, or the last reload, was waited for.
 		if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpRead), full(r.Cmd, chip.EfuseCmdRead)); err != nil {
 			return nil, false, err
 		}

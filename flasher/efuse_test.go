@@ -196,6 +196,27 @@ func TestBurnBlocks(t *testing.T) {
 	}
 }
 
+// One BLOCK0 burn through the ROM takes 64 register round trips: the
+// timing setup (3 reads, 1 write), an idle poll (2 reads), the data load
+// (1 write), PGM (1 write) and its idle poll (2), six reloads of one write,
+// an idle poll and the 5 repeat-error reads each, and the 6-word read-back.
+// espefuse's sequence takes 92 (every read-modify-write and write its own
+// command, CMD polled before and after everything). On a line each round
+// trip costs the USB adapter's latency.
+func TestBurnRoundTrips(t *testing.T) {
+	t.Parallel()
+	f := newFakeChip(chip.S3())
+	withFake(t, f, func(t *testing.T, ctx context.Context, s *flasher.Session) {
+		before := f.regOps
+		if err := s.BurnBlocks(ctx, []flasher.BlockProgram{{Block: 0, Words: []uint32{0, 0, 0x000C0000, 0, 0, 0}}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.regOps - before; got != 64 {
+			t.Fatalf("%d register round trips, want 64", got)
+		}
+	})
+}
+
 // The program loads exactly the data words, zero padding and, for RS
 // blocks, CHECK_VALUE words; CONF/CMD are 0x5A5A / 0x2|block<<2 (§1.3).
 func TestBurnRegisterValues(t *testing.T) {

@@ -40,6 +40,8 @@ type fakeChip struct {
 	programmed   []int
 	reloads      int
 	lastOp       loader.Op
+	// regOps counts READ_REG and WRITE_REG commands (round trips).
+	regOps int
 }
 
 func newFakeChip(c chip.Chip) *fakeChip {
@@ -93,6 +95,9 @@ func (f *fakeChip) handle(req loader.Request) []loader.Response {
 		return []loader.Response{{Op: f.lastOp, Data: []byte{1, 5, 0, 0}}}
 	}
 	f.lastOp = req.Op
+	if req.Op == loader.OpReadReg || req.Op == loader.OpWriteReg {
+		f.regOps++
+	}
 	switch req.Op {
 	case loader.OpSync:
 		if f.ignoreSync > 0 {
