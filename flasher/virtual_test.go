@@ -379,3 +379,38 @@ func TestVirtualThrottled(t *testing.T) {
 		})
 	}
 }
+
+// A Region's Deflated stream is what crosses the link (a station
+// compresses a release once); the flash MD5 check catches a stream that is
+// not of Data.
+func TestVirtualPrecompressed(t *testing.T) {
+	t.Parallel()
+	b, p := newBoard(t, virtual.Config{Chip: chip.S3()})
+	ctx := ctxT(t)
+	s, err := flasher.Connect(ctx, p, b, flasher.Config{Stub: fakeStubJSON(), Baud: 921600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat(pattern(4096), 20)
+	z, err := flasher.Deflate(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.WriteRegion(ctx, flasher.Region{Name: "app", Offset: 0x10000, Data: data, Deflated: z})
+	if err != nil || !res.Verified || !res.Compressed || res.WireBytes != len(z) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	other := bytes.Clone(data)
+	other[100] ^= 1
+	zOther, err := flasher.Deflate(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.WriteRegion(ctx, flasher.Region{Name: "app", Offset: 0x10000, Data: data, Deflated: zOther})
+	if _, ok := errors.AsType[*flasher.VerifyError](err); !ok {
+		t.Fatalf("a stream of other data: %v", err)
+	}
+	if got := b.FlashBytes(0x10000+100, 1); got[0] != other[100] {
+		t.Fatalf("flash holds %02x, the stream's byte is %02x", got[0], other[100])
+	}
+}

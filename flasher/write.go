@@ -28,7 +28,17 @@ type Region struct {
 	// NoImageCheck skips the check that an image at the bootloader offset
 	// or at a 64 KiB boundary is built for the connected chip.
 	NoImageCheck bool
+	// Deflated, when set, is Deflate(Data), made earlier: a station writing
+	// the same plaintext to board after board compresses it once, or while
+	// it burns eFuses, instead of between the eFuses and the first block.
+	// The flash MD5 check (or, for chip-encrypted writes, the caller's
+	// check of the ciphertext) catches a stream that is not of Data.
+	Deflated []byte
 }
+
+// Deflate compresses data as WriteRegion does (padded to 4 bytes, zlib at
+// the best level), for Region.Deflated.
+func Deflate(data []byte) ([]byte, error) { return deflate(pad(data, 4)) }
 
 // WriteResult says what WriteRegion did.
 type WriteResult struct {
@@ -157,9 +167,11 @@ func (s *Session) WriteRegion(ctx context.Context, r Region) (*WriteResult, erro
 	compress := !s.cfg.NoCompress && !s.info.SecureDownload && (s.info.Stub || !r.ChipEncrypt)
 	var err error
 	if compress {
-		var z []byte
-		if z, err = deflate(data); err != nil {
-			return nil, err
+		z := r.Deflated
+		if z == nil {
+			if z, err = deflate(data); err != nil {
+				return nil, err
+			}
 		}
 		if len(z) < len(data) {
 			res.Compressed = true

@@ -252,6 +252,11 @@ func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
 	}
 	x.start = x.now()
 	x.l, x.b = wrap(b, 115200)
+	if x.r.WriteMode == recipe.ChipEncrypted {
+		// Compress the plaintext on the other core while the link is busy
+		// connecting and burning keys; the flash phase then finds it ready.
+		go x.rel.prepareChipEncrypted()
+	}
 	err := x.run(ctx)
 	x.finish(ctx, err)
 	return x.res, err
@@ -881,7 +886,11 @@ func (x *run) flash(ctx context.Context) error {
 			case string(recipe.HostEncrypted):
 				r.Data, r.NoImageCheck = rg.expected, true
 			case string(recipe.ChipEncrypted):
-				r.Data, r.ChipEncrypt = padTo(rg.im.Data, 16), true
+				var err error
+				if r.Data, r.Deflated, err = rg.im.chipEncrypted(); err != nil {
+					return fmt.Errorf("provisioning: compress %s: %w", name, err)
+				}
+				r.ChipEncrypt = true
 			default:
 				r.Data = rg.im.Data
 			}

@@ -16,12 +16,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"fuseline/esp/chip"
 	"fuseline/esp/image"
 	"fuseline/esp/partition"
 	"fuseline/esp/secureboot"
+	"fuseline/flasher"
 	"fuseline/provisioning/recipe"
 	"fuseline/release"
 	"fuseline/reports/evidence"
@@ -55,6 +57,31 @@ type Image struct {
 	// KeyDigests are the Secure Boot v2 key digests of the image's signature
 	// blocks, in block order.
 	KeyDigests [][32]byte
+
+	// plain is the image as a chip-encrypted write sends it (padded to 16
+	// bytes) and compressed, made once for every board; nil for an Image
+	// not made by Intake.
+	plain *deflatedImage
+}
+
+// deflatedImage is an image's chip-encrypted write payload, compressed
+// once (flasher.Deflate of 4 MiB takes about a quarter second).
+type deflatedImage struct {
+	once sync.Once
+	z    []byte
+	err  error
+}
+
+// chipEncrypted returns the plaintext a chip-encrypted write sends and,
+// when Intake made the image, its compressed form, computed on first use
+// (Run starts that while it burns eFuses).
+func (im *Image) chipEncrypted() (data, deflated []byte, err error) {
+	data = padTo(im.Data, 16)
+	if im.plain == nil {
+		return data, nil, nil
+	}
+	im.plain.once.Do(func() { im.plain.z, im.plain.err = flasher.Deflate(data) })
+	return data, im.plain.z, im.plain.err
 }
 
 // Release is a release that passed intake: every image authenticated and
@@ -87,6 +114,16 @@ type Release struct {
 	// policy is what authenticated the signed release, for Run to open it
 	// again for the sub-device images.
 	policy release.Policy
+}
+
+// prepareChipEncrypted compresses every encrypted image's chip-encrypted
+// payload (each once, however many runs ask).
+func (r *Release) prepareChipEncrypted() {
+	for i := range r.Images {
+		if r.Images[i].Encrypt {
+			_, _, _ = r.Images[i].chipEncrypted()
+		}
+	}
 }
 
 // SubdeviceImage is one sub-device image of a signed release.
@@ -262,7 +299,7 @@ func intakeESPIDF(r *recipe.Recipe, rel *Release) error {
 		case role == "":
 			role = "data"
 		}
-		rel.Images = append(rel.Images, Image{Role: role, File: f, Offset: off, Data: data, SHA256: sha256.Sum256(data)})
+		rel.Images = append(rel.Images, Image{Role: role, File: f, Offset: off, Data: data, SHA256: sha256.Sum256(data), plain: new(deflatedImage)})
 		rel.Checks = append(rel.Checks, evidence.Check{
 			Name:    fmt.Sprintf("%s:%s", evidence.CheckImageHash, f),
 			What:    "image SHA-256 against a signed manifest",
@@ -354,7 +391,7 @@ func intakeSigned(ctx context.Context, r *recipe.Recipe, rel *Release, opts Inta
 		if len(data) > MaxImageSize {
 			return &IntakeError{File: f.Path, Reason: fmt.Sprintf("larger than %d bytes", MaxImageSize)}
 		}
-		rel.Images = append(rel.Images, Image{Role: string(f.Role), File: f.Path, Offset: f.Offset, Data: data, SHA256: sha256.Sum256(data)})
+		rel.Images = append(rel.Images, Image{Role: string(f.Role), File: f.Path, Offset: f.Offset, Data: data, SHA256: sha256.Sum256(data), plain: new(deflatedImage)})
 		rel.Checks = append(rel.Checks, evidence.Check{
 			Name: fmt.Sprintf("%s:%s", evidence.CheckImageHash, f.Path), Verified: true,
 			What: "image SHA-256 against the signed manifest",
