@@ -36,6 +36,7 @@ specs:
 # Benchmarks: figures are ratios against a baseline measured in the same run.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -timeout 60m ./...
+	FUSELINE_BENCH_MODEL=1 $(GO) test -run='^TestEndToEndModelTime$$' -v -timeout 20m ./provisioning
 
 # Every fuzz target for a short budget each (FUZZTIME=2m for longer).
 fuzz:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"fuseline/esp/chip"
@@ -116,5 +117,57 @@ func BenchmarkEndToEnd(b *testing.B) {
 				})
 			}
 		}
+	}
+}
+
+// TestEndToEndModelTime is BenchmarkEndToEnd's realistic case (stub, flash
+// timing, 921600 baud) on the model's own clock: the whole run inside a
+// testing/synctest bubble, so the times are exactly what the board and link
+// models charge (byte times, flash datasheet times, loader delays) with
+// none of this machine's scheduling in them. It is a measurement, not a
+// check of speed: it runs under `make bench` (FUSELINE_BENCH_MODEL=1) and
+// fails only if the run does not pass.
+func TestEndToEndModelTime(t *testing.T) {
+	if os.Getenv("FUSELINE_BENCH_MODEL") == "" {
+		t.Skip("a measurement; make bench runs it (FUSELINE_BENCH_MODEL=1)")
+	}
+	keys := keys(t)[:1]
+	table := partition.Table{Entries: []partition.Entry{
+		{Label: "nvs", Type: partition.TypeData, SubType: partition.SubNVS, Offset: 0x9000, Size: 0x4000},
+		{Label: "otadata", Type: partition.TypeData, SubType: partition.SubOTAData, Offset: 0xD000, Size: 0x2000},
+		{Label: "phy_init", Type: partition.TypeData, SubType: partition.SubPHY, Offset: 0xF000, Size: 0x1000},
+		{Label: "factory", Type: partition.TypeApp, SubType: partition.SubFactory, Offset: 0x10000, Size: 0x3F0000},
+	}}
+	for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
+		t.Run(string(mode), func(t *testing.T) {
+			dir := t.TempDir()
+			ws, err := workspace.Create(context.Background(), workspace.Options{Dir: dir, Chip: chip.S3(), Keys: keys,
+				AppSize: 0x3C8000, Table: &table, Recipe: workspace.RecipeOptions{WriteMode: mode}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := recipe.Load(ws.RecipePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, err := provisioning.Intake(context.Background(), r, provisioning.IntakeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Test(t, func(t *testing.T) {
+				board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer board.Close()
+				cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: filepath.Join(dir, "data"), Target: "virtual", Probe: board, Stub: benchStub()}
+				res, err := provisioning.Run(t.Context(), board, cfg)
+				if err != nil || res.Verdict != evidence.PASS {
+					t.Fatalf("run: %v (%s)", err, res.Reason)
+				}
+				t.Logf("%s: total %.3f s, link %.3f s, link-ratio %.3f, flash work %.3f s, phases %v",
+					mode, res.Total.Seconds(), res.LinkTime.Seconds(), res.Total.Seconds()/res.LinkTime.Seconds(), board.V.FlashWork().Seconds(), res.Phases)
+			})
+		})
 	}
 }
