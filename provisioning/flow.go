@@ -96,9 +96,23 @@ type RunPlan struct {
 	Release string       `json:"release"`
 	Efuse   *Plan        `json:"efuse"`
 	Regions []RegionPlan `json:"regions"`
+	// Subdevices are the signed release's images for devices behind the
+	// board, written after the board's own regions are verified and before
+	// the lock.
+	Subdevices []SubdevicePlan `json:"subdevices,omitempty"`
 	// Flash says whether the regions are written in this run (false when an
 	// earlier run already wrote and verified them).
 	Flash bool `json:"flash"`
+}
+
+// SubdevicePlan is one sub-device image a run writes.
+type SubdevicePlan struct {
+	Device string `json:"device"` // the recipe's name for it
+	Chip   string `json:"chip"`
+	Link   string `json:"link"` // tcp://HOST:PORT or virtual:NAME
+	File   string `json:"file"`
+	Offset uint32 `json:"offset"`
+	Size   int64  `json:"size"`
 }
 
 // RegionPlan is one flash region a run writes.
@@ -209,10 +223,12 @@ type run struct {
 	checks   []evidence.Check
 	images   []evidence.Image
 	regions  []*region
-	before   *evidence.EfuseSnapshot
-	after    *evidence.EfuseSnapshot
-	keySaved bool
-	bootLog  string
+	// subImages are the sub-device images written, for the evidence.
+	subImages []evidence.Image
+	before    *evidence.EfuseSnapshot
+	after     *evidence.EfuseSnapshot
+	keySaved  bool
+	bootLog   string
 }
 
 // region is one release image as written.
@@ -667,6 +683,13 @@ func (x *run) runPlan() *RunPlan {
 	for i := range x.rel.Images {
 		im := &x.rel.Images[i]
 		rp.Regions = append(rp.Regions, RegionPlan{Role: im.Role, File: im.File, Offset: im.Offset, Size: len(im.Data), Encrypted: im.Encrypt, Mode: x.writeMode(im)})
+	}
+	for _, si := range x.rel.Subdevices {
+		sp := SubdevicePlan{Device: si.Device, File: si.File, Offset: si.Offset, Size: si.Size}
+		if sd, ok := x.r.Subdevice(si.Device); ok {
+			sp.Chip, sp.Link = sd.Chip.Arg(), sd.Link
+		}
+		rp.Subdevices = append(rp.Subdevices, sp)
 	}
 	return rp
 }

@@ -236,6 +236,7 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 		}
 		rec.Images = append(rec.Images, e)
 	}
+	rec.Images = append(rec.Images, x.subImages...)
 	empty, _ := evidence.NewEfuseSnapshot(map[string]uint64{}, nil)
 	rec.Efuse.Before, rec.Efuse.After = empty, empty
 	if x.before != nil {

@@ -63,6 +63,10 @@ func WritePlan(w io.Writer, p *RunPlan) error {
 	}
 	n++
 	fmt.Fprintf(tw, "%2d. %s\tflash MD5, decrypt and check signatures\t\n", n, PhaseVerify)
+	for _, sd := range p.Subdevices {
+		n++
+		fmt.Fprintf(tw, "%2d. %s\tsub-device %s @0x%x\twrite %d bytes to the %s on %s, MD5-verified (%s)\n", n, PhaseFlash, sd.Device, sd.Offset, sd.Size, sd.Chip, sd.Link, sd.File)
+	}
 	burnSteps(PhaseLock)
 	if err := tw.Flush(); err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strings"
 
@@ -211,6 +212,9 @@ func (w *subdeviceWriter) WriteImage(ctx context.Context, f release.File, r io.R
 			return fmt.Errorf("%w: sub-device %s: write %s: %w", ErrLink, w.sd.Name, f.Path, err)
 		}
 		x.res.PayloadBytes += int64(res.WireBytes)
+		sum := evidence.Digest(sha256.Sum256(data))
+		x.subImages = append(x.subImages, evidence.Image{Role: "subdevice/" + w.sd.Name, File: path.Base(f.Path), Offset: f.Offset,
+			Size: int64(len(data)), PlaintextSHA256: sum, WrittenSHA256: sum, WriteMode: "plain", SignatureKeyDigests: []evidence.Digest{}})
 		x.check(checkName, what, true, "")
 		x.auditRec(audit.EventRegionWritten, audit.ResultOK, audit.Details{"subdevice": w.sd.Name, "region": f.Region(), "file": f.Path,
 			"written_sha256": fmt.Sprintf("%x", sha256.Sum256(data)), "md5_verified": "true"})

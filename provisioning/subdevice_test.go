@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"net"
 	"os"
@@ -207,6 +208,37 @@ func TestSubdeviceRunPass(t *testing.T) {
 		}
 		if !step || !check {
 			t.Errorf("%s: step %v check %v in the evidence", dev, step, check)
+		}
+	}
+	// The evidence lists each sub-device image with its digest.
+	for _, want := range []struct {
+		dev  string
+		off  uint32
+		data []byte
+	}{{"motor", 0x10000, motor}, {"radio", 0x20000, radio}} {
+		found := false
+		for _, im := range rec.Images {
+			if im.Role == "subdevice/"+want.dev {
+				found = im.File == want.dev+".bin" && im.Offset == want.off && im.Size == int64(len(want.data)) &&
+					im.PlaintextSHA256 == evidence.Digest(sha256.Sum256(want.data)) && im.WrittenSHA256 == im.PlaintextSHA256 && im.WriteMode == "plain"
+			}
+		}
+		if !found {
+			t.Errorf("%s: no matching image in the evidence: %+v", want.dev, rec.Images)
+		}
+	}
+	// The plan (what --dry-run prints) names every sub-device image, its
+	// device, chip and link.
+	if p := out.res.Plan; p == nil || len(p.Subdevices) != 2 {
+		t.Fatalf("plan sub-devices: %+v", p)
+	}
+	var text bytes.Buffer
+	if err := WritePlan(&text, out.res.Plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sub-device motor @0x10000", "to the esp32c3 on virtual:motor", "sub-device radio @0x20000", "on " + addr} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, text.String())
 		}
 	}
 	// Sub-devices were written before the lockdown: the first lock step
