@@ -32,6 +32,33 @@ func benchStub() []byte {
 		base64.StdEncoding.EncodeToString(text), base64.StdEncoding.EncodeToString(text[:0x100]))
 }
 
+// benchRelease makes, in dir, the benchmarks' ESP32-S3 release (4 MiB of
+// flash content: bootloader, table and a factory app filling the part after
+// its first 64 KiB) and recipe, and takes it through intake.
+func benchRelease(tb testing.TB, dir string, mode recipe.WriteMode) (*recipe.Recipe, *provisioning.Release) {
+	tb.Helper()
+	table := partition.Table{Entries: []partition.Entry{
+		{Label: "nvs", Type: partition.TypeData, SubType: partition.SubNVS, Offset: 0x9000, Size: 0x4000},
+		{Label: "otadata", Type: partition.TypeData, SubType: partition.SubOTAData, Offset: 0xD000, Size: 0x2000},
+		{Label: "phy_init", Type: partition.TypeData, SubType: partition.SubPHY, Offset: 0xF000, Size: 0x1000},
+		{Label: "factory", Type: partition.TypeApp, SubType: partition.SubFactory, Offset: 0x10000, Size: 0x3F0000},
+	}}
+	ws, err := workspace.Create(context.Background(), workspace.Options{Dir: dir, Chip: chip.S3(), Keys: keys(tb)[:1],
+		AppSize: 0x3C8000, Table: &table, Recipe: workspace.RecipeOptions{WriteMode: mode}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := recipe.Load(ws.RecipePath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rel, err := provisioning.Intake(context.Background(), r, provisioning.IntakeOptions{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r, rel
+}
+
 // BenchmarkEndToEnd provisions one blank ESP32-S3 with 4 MiB of flash
 // content (bootloader, table, a factory app filling the rest of the 4 MiB
 // part) over a link throttled to 921600 baud (10 bits per byte), in both
@@ -46,14 +73,6 @@ func BenchmarkEndToEnd(b *testing.B) {
 	if testing.Short() {
 		b.Skip("minutes of wall time at 921600 baud")
 	}
-	keys := keys(b)[:1]
-	// A factory partition that fills the 4 MiB part after the first 64 KiB.
-	table := partition.Table{Entries: []partition.Entry{
-		{Label: "nvs", Type: partition.TypeData, SubType: partition.SubNVS, Offset: 0x9000, Size: 0x4000},
-		{Label: "otadata", Type: partition.TypeData, SubType: partition.SubOTAData, Offset: 0xD000, Size: 0x2000},
-		{Label: "phy_init", Type: partition.TypeData, SubType: partition.SubPHY, Offset: 0xF000, Size: 0x1000},
-		{Label: "factory", Type: partition.TypeApp, SubType: partition.SubFactory, Offset: 0x10000, Size: 0x3F0000},
-	}}
 	for _, flashTiming := range []bool{false, true} {
 		for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
 			for _, stub := range []bool{false, true} {
@@ -63,19 +82,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 						b.Skip("ROM-loader and flash-timing variants take 1 to 2 minutes each; FUSELINE_BENCH_ALL=1 runs them")
 					}
 					dir := b.TempDir()
-					ws, err := workspace.Create(context.Background(), workspace.Options{Dir: dir, Chip: chip.S3(), Keys: keys,
-						AppSize: 0x3C8000, Table: &table, Recipe: workspace.RecipeOptions{WriteMode: mode}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					r, err := recipe.Load(ws.RecipePath)
-					if err != nil {
-						b.Fatal(err)
-					}
-					rel, err := provisioning.Intake(context.Background(), r, provisioning.IntakeOptions{})
-					if err != nil {
-						b.Fatal(err)
-					}
+					r, rel := benchRelease(b, dir, mode)
 					content := rel.Bytes()
 					var res *provisioning.Result
 					var flashWork time.Duration
@@ -131,29 +138,10 @@ func TestEndToEndModelTime(t *testing.T) {
 	if os.Getenv("FUSELINE_BENCH_MODEL") == "" {
 		t.Skip("a measurement; make bench runs it (FUSELINE_BENCH_MODEL=1)")
 	}
-	keys := keys(t)[:1]
-	table := partition.Table{Entries: []partition.Entry{
-		{Label: "nvs", Type: partition.TypeData, SubType: partition.SubNVS, Offset: 0x9000, Size: 0x4000},
-		{Label: "otadata", Type: partition.TypeData, SubType: partition.SubOTAData, Offset: 0xD000, Size: 0x2000},
-		{Label: "phy_init", Type: partition.TypeData, SubType: partition.SubPHY, Offset: 0xF000, Size: 0x1000},
-		{Label: "factory", Type: partition.TypeApp, SubType: partition.SubFactory, Offset: 0x10000, Size: 0x3F0000},
-	}}
 	for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
 		t.Run(string(mode), func(t *testing.T) {
 			dir := t.TempDir()
-			ws, err := workspace.Create(context.Background(), workspace.Options{Dir: dir, Chip: chip.S3(), Keys: keys,
-				AppSize: 0x3C8000, Table: &table, Recipe: workspace.RecipeOptions{WriteMode: mode}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := recipe.Load(ws.RecipePath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			rel, err := provisioning.Intake(context.Background(), r, provisioning.IntakeOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			r, rel := benchRelease(t, dir, mode)
 			synctest.Test(t, func(t *testing.T) {
 				board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: true})
 				if err != nil {
