@@ -154,27 +154,39 @@ func (s *station) bootToBanner(ctx context.Context) string {
 
 // deviceKey reads the flash-encryption key out of the board's physical
 // eFuses (what only a decapped chip shows), to check the flash from the
-// outside.
+// outside: on S3/C3 the key blocks by their purposes, on classic ESP32
+// BLOCK1 with the FLASH_CRYPT_CONFIG tweak setting the chip applies (§5.3).
 func (s *station) deviceKey() flashenc.Cipher {
 	GinkgoHelper()
 	phys := s.board.V.Efuse()
-	ps, err := phys.KeyPurposes()
-	Expect(err).NotTo(HaveOccurred())
+	scheme := s.r.FlashEncryption.Scheme
 	var blocks [][32]byte
-	for _, want := range []efuse.Purpose{efuse.PurposeXTSAES128Key, efuse.PurposeXTSAES256Key1, efuse.PurposeXTSAES256Key2} {
-		for n, p := range ps {
-			if p == want {
-				var b [32]byte
-				raw, err := phys.GetBytes(blockName(n))
-				Expect(err).NotTo(HaveOccurred())
-				copy(b[:], raw)
-				blocks = append(blocks, b)
+	var cryptConfig uint8 // ignored by the XTS schemes
+	if s.r.Chip.ID == chip.ESP32 {
+		raw, err := phys.GetBytes("BLOCK1")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(raw).To(HaveLen(32))
+		blocks = append(blocks, [32]byte(raw))
+		cfg, err := phys.Get("FLASH_CRYPT_CONFIG")
+		Expect(err).NotTo(HaveOccurred())
+		cryptConfig = uint8(cfg)
+	} else {
+		ps, err := phys.KeyPurposes()
+		Expect(err).NotTo(HaveOccurred())
+		for _, want := range []efuse.Purpose{efuse.PurposeXTSAES128Key, efuse.PurposeXTSAES256Key1, efuse.PurposeXTSAES256Key2} {
+			for n, p := range ps {
+				if p == want {
+					raw, err := phys.GetBytes(blockName(n))
+					Expect(err).NotTo(HaveOccurred())
+					Expect(raw).To(HaveLen(32))
+					blocks = append(blocks, [32]byte(raw))
+				}
 			}
 		}
 	}
-	key, err := flashenc.KeyFromBlocks(s.r.FlashEncryption.Scheme, blocks...)
+	key, err := flashenc.KeyFromBlocks(scheme, blocks...)
 	Expect(err).NotTo(HaveOccurred())
-	c, err := flashenc.New(s.r.FlashEncryption.Scheme, key, 0)
+	c, err := flashenc.New(scheme, key, cryptConfig)
 	Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -48,8 +48,8 @@ Running it again reuses the keys and provisions a new blank board.`,
 	addRunFlags(cmd, &o)
 	f := cmd.Flags()
 	f.StringVar(&dir, "dir", "fuseline-demo", "workspace directory")
-	f.StringVar(&chipName, "chip", "esp32s3", "chip: esp32s3 or esp32c3")
-	f.StringVar(&mode, "write-mode", string(recipe.HostEncrypted), "host-encrypted or chip-encrypted")
+	f.StringVar(&chipName, "chip", "esp32s3", "chip: esp32s3, esp32c3 or esp32 (v3)")
+	f.StringVar(&mode, "write-mode", string(recipe.HostEncrypted), "host-encrypted or chip-encrypted (esp32: host-encrypted only, chip-encrypted writes need the flasher stub)")
 	// The demo keeps its station data inside the workspace unless told.
 	cmd.Flags().Lookup("data").DefValue = ""
 	o.data = ""
@@ -61,8 +61,8 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	if err != nil {
 		return usageErr("--chip: %v", err)
 	}
-	if c.Efuse == nil {
-		return usageErr("--chip %s: the virtual board models esp32s3 and esp32c3", c.Arg())
+	if err := virtualModels(c); err != nil {
+		return usageErr("--chip %s: %v", c.Arg(), err)
 	}
 	wm := recipe.WriteMode(mode)
 	if wm != recipe.HostEncrypted && wm != recipe.ChipEncrypted {
@@ -135,7 +135,11 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	if err != nil {
 		return failErr(fmt.Errorf("demo: the board did not reach its app banner %q: %w", banner, err))
 	}
-	say("\nThe board runs %q with flash encryption and Secure Boot on, JTAG off, download mode secured.", banner)
+	dl := "download mode secured"
+	if r.Lockdown.Download == recipe.DownloadDisabled {
+		dl = "download mode disabled"
+	}
+	say("\nThe board runs %q with flash encryption and Secure Boot on, JTAG off, %s.", banner, dl)
 	say("Evidence:  %s", res.EvidencePath)
 	say("Audit log: %s", filepath.Join(o.data, "audit.log"))
 	// Reports over every board this demo workspace has provisioned so far.

@@ -58,8 +58,9 @@ the same command again: the run resumes from the board's eFuses and never
 burns a different value. Evidence goes to DATA/evidence, audit records to
 DATA/audit.log.
 
-Targets: "virtual" (an in-process virtual board; --board-state keeps it
-between runs), a serial port (/dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID,
+Targets: "virtual" (an in-process virtual board of the recipe's chip:
+esp32s3, esp32c3 or esp32 v3; --board-state keeps it between runs), a
+serial port (/dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID,
 usb-location:PATH; reset by --reset), rfc2217://HOST:PORT, or
 socket://HOST:PORT / tcp://HOST:PORT (e.g. a board served by "fuseline sim"; it must be
 in download mode, and the boot check cannot reset it).
@@ -216,8 +217,8 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 // openTarget opens the board a run talks to.
 func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
 	if o.target == "virtual" {
-		if c.Efuse == nil {
-			return nil, nil, usageErr("--target virtual: the virtual board models esp32s3 and esp32c3, the recipe is for %s", c.Arg())
+		if err := virtualModels(c); err != nil {
+			return nil, nil, usageErr("--target virtual: the recipe is for %s: %v", c.Arg(), err)
 		}
 		cfg := virtual.Config{Chip: c, StateDir: o.boardState, Throttle: o.throttle, Timing: o.timing}
 		var err error
@@ -256,6 +257,22 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 		return nil, nil, usageErr("--reset: %v", err)
 	}
 	return &fixtures.Board{Link: link, Resetter: r}, func() { link.Close() }, nil
+}
+
+// virtualModels reports whether the virtual board models chip c (it needs
+// a model of the chip's eFuse controller); the error names the chips it
+// does model.
+func virtualModels(c chip.Chip) error {
+	if c.Efuse != nil || c.ClassicEfuse != nil {
+		return nil
+	}
+	var names []string
+	for _, m := range chip.All() {
+		if m.Efuse != nil || m.ClassicEfuse != nil {
+			names = append(names, m.Arg())
+		}
+	}
+	return fmt.Errorf("the virtual board models %s, not %s", strings.Join(names, ", "), c.Arg())
 }
 
 // provision runs the flow with the CLI's progress, prompt and result

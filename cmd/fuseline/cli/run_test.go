@@ -26,9 +26,15 @@ func runCLI(t *testing.T, in string, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// demoWorkspace makes a workspace with the espsecure test key (RSA key
-// generation is too slow for every test).
+// demoWorkspace makes an ESP32-S3 workspace with the espsecure test key (RSA
+// key generation is too slow for every test).
 func demoWorkspace(t *testing.T) *workspace.Workspace {
+	t.Helper()
+	return demoWorkspaceFor(t, chip.S3())
+}
+
+// demoWorkspaceFor is demoWorkspace for chip c.
+func demoWorkspaceFor(t *testing.T, c chip.Chip) *workspace.Workspace {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", "secureboot", "key1.pem"))
 	if err != nil {
@@ -38,7 +44,7 @@ func demoWorkspace(t *testing.T) *workspace.Workspace {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws, err := workspace.Create(context.Background(), workspace.Options{Dir: t.TempDir(), Chip: chip.S3(), Keys: []*rsa.PrivateKey{k}, SecureVersion: 1})
+	ws, err := workspace.Create(context.Background(), workspace.Options{Dir: t.TempDir(), Chip: c, Keys: []*rsa.PrivateKey{k}, SecureVersion: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,6 +133,86 @@ func TestDemoCommand(t *testing.T) {
 	ev, _ := filepath.Glob(filepath.Join(ws.Dir, "fuseline-data", "evidence", "*.json"))
 	if len(ev) != 2 {
 		t.Errorf("evidence files %v, want 2 (one per demo board)", ev)
+	}
+}
+
+// TestDemoCommandESP32 runs the demo on a virtual classic ESP32 (v3):
+// host-encrypted, UART download disabled at the end.
+func TestDemoCommandESP32(t *testing.T) {
+	if testing.Short() {
+		t.Skip("confirming UART download is disabled waits out every connect attempt (about 20 s)")
+	}
+	t.Parallel()
+	ws := demoWorkspace(t) // reuses its key: the demo finds keys/sb0.pem
+	code, out, stderr := runCLI(t, "", "demo", "--chip", "esp32", "--dir", ws.Dir)
+	if code != ExitOK {
+		t.Fatalf("demo --chip esp32: exit %d\n%s\n%s", code, tail(out, 3000), stderr)
+	}
+	for _, want := range []string{
+		"built for esp32", "Virtual board: blank ESP32,", "PASS",
+		"Signature verified successfully", "flash encryption is enabled",
+		boot.RunningBanner("fuseline-demo", "1.0.0"), "download mode disabled", "Evidence:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo --chip esp32 output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "download mode secured") {
+		t.Error("the demo claims secure download mode, which ESP32 does not have")
+	}
+}
+
+// TestDemoAndRunESP32Usage: ESP32 on the virtual board is accepted by run
+// (a dry run plans the ESP32 burns) and the demo's help names it; chip-
+// encrypted writes on ESP32 are a usage error from the recipe, not a run.
+func TestDemoAndRunESP32Usage(t *testing.T) {
+	t.Parallel()
+	ws := demoWorkspaceFor(t, chip.ESP32V3())
+	code, out, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "virtual",
+		"--data", filepath.Join(ws.Dir, "data"), "--dry-run")
+	if code != ExitOK {
+		t.Fatalf("run --target virtual, esp32 recipe, dry run: exit %d\n%s\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"IRREVERSIBLE", "FLASH_CRYPT_CNT", "ABS_DONE_1", "UART_DOWNLOAD_DIS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("esp32 dry-run plan lacks %q:\n%s", want, out)
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "demo")
+	code, out, stderr = runCLI(t, "", "demo", "--chip", "esp32", "--write-mode", "chip-encrypted", "--dir", dir)
+	if code != ExitUsage || !strings.Contains(stderr, "write_mode: chip-encrypted writes on ESP32 need the flasher stub; use host-encrypted") {
+		t.Fatalf("demo --chip esp32 --write-mode chip-encrypted: exit %d, want %d with the stub message\n%s\n%s", code, ExitUsage, tail(out, 1500), stderr)
+	}
+	if strings.Contains(out, "Virtual board:") {
+		t.Error("a refused recipe still started a board")
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"demo", "--help"}, "chip: esp32s3, esp32c3 or esp32"},
+		{[]string{"run", "--help"}, "esp32s3, esp32c3 or esp32 v3"},
+	} {
+		code, out, stderr := runCLI(t, "", c.args...)
+		if code != ExitOK || !strings.Contains(out, c.want) || strings.Contains(out, "models esp32s3 and esp32c3") {
+			t.Errorf("%v: exit %d, want text %q\n%s%s", c.args, code, c.want, out, stderr)
+		}
+	}
+}
+
+// TestVirtualModels: every chip Fuseline knows has a virtual eFuse
+// controller; a chip without one is refused naming those that have one.
+func TestVirtualModels(t *testing.T) {
+	for _, c := range chip.All() {
+		if err := virtualModels(c); err != nil {
+			t.Errorf("%s: %v", c.Arg(), err)
+		}
+	}
+	err := virtualModels(chip.Chip{ID: 0x0002, Name: "ESP32-S2"})
+	if err == nil || !strings.Contains(err.Error(), "the virtual board models esp32s3, esp32c3, esp32, not chip(0x0002)") {
+		t.Errorf("a chip without an eFuse model: %v", err)
 	}
 }
 
