@@ -1,6 +1,7 @@
 package flasher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -113,6 +114,8 @@ func syncHint(banner []byte) string {
 	switch {
 	case len(banner) == 0:
 		return ": nothing received after reset (check power, the port, and the EN/reset line)"
+	case bytes.Contains(banner, []byte("Download boot modes disabled")):
+		return ": the ROM says download boot modes are disabled (an eFuse turned the loader off: a locked board)"
 	case m == nil:
 		return fmt.Sprintf(": only unrecognised text received (%d bytes; wrong baud rate or not an ESP ROM)", len(banner))
 	case len(m[2]) > 0:

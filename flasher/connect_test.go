@@ -170,6 +170,7 @@ func TestConnectNoSync(t *testing.T) {
 		{"tx broken", s3Banner, "TX"},
 		{"flash boot", "rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n", "strap 0x8"},
 		{"garbage", "\x00\x13\x99", "unrecognised"},
+		{"download disabled", "rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))\r\nDownload boot modes disabled\r\n", "download boot modes are disabled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

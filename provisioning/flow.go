@@ -813,6 +813,14 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// downloadDisableField is the eFuse that turns the ROM loader off.
+func downloadDisableField(c chip.Chip) string {
+	if c.ID == chip.ESP32 {
+		return "UART_DOWNLOAD_DIS"
+	}
+	return "DIS_DOWNLOAD_MODE"
+}
+
 // confirmLockdown reconnects after the last burn: secure download mode must
 // now be on (or the loader gone, for download disabled).
 func (x *run) confirmLockdown(ctx context.Context, name string) error {
@@ -820,7 +828,7 @@ func (x *run) confirmLockdown(ctx context.Context, name string) error {
 	switch x.r.Lockdown.Download {
 	case recipe.DownloadDisabled:
 		ok := err != nil && errors.Is(err, ErrLink)
-		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after DIS_DOWNLOAD_MODE", ok, "the loader still answers")
+		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after "+downloadDisableField(x.r.Chip), ok, "the loader still answers")
 		if !ok {
 			_ = x.journalRec(recEnd, name, ResultFailed, "download mode still answers", nil)
 			return fmt.Errorf("%w: download mode still answers after %s", ErrVerify, name)
@@ -841,10 +849,7 @@ func (x *run) confirmLockdown(ctx context.Context, name string) error {
 	if x.after != nil {
 		f := "ENABLE_SECURITY_DOWNLOAD"
 		if x.r.Lockdown.Download == recipe.DownloadDisabled {
-			f = "DIS_DOWNLOAD_MODE"
-			if x.r.Chip.ID == chip.ESP32 {
-				f = "UART_DOWNLOAD_DIS"
-			}
+			f = downloadDisableField(x.r.Chip)
 		}
 		x.after.Fields[f] = 1
 		_ = x.journalRec(recAfter, "", "", "", x.after)

@@ -631,7 +631,6 @@ func (d *decoder) subdevices(n *yaml.Node, path string, r *Recipe) {
 		}
 		sd := Subdevice{Name: k.Value, Line: k.Line, Column: k.Column}
 		var linkOK, chipOK bool
-		var chipNode *yaml.Node
 		have := d.fields(v, field, map[string]func(*yaml.Node, string){
 			"link": func(v *yaml.Node, f string) {
 				s, ok := d.str(v, f)
@@ -666,7 +665,7 @@ func (d *decoder) subdevices(n *yaml.Node, path string, r *Recipe) {
 					d.fail(v, f, "%q is not a supported chip (esp32s3, esp32c3, esp32)", s)
 					return
 				}
-				sd.Chip, chipOK, chipNode = c, true, v
+				sd.Chip, chipOK = c, true
 			},
 		})
 		if have["link"] == nil {
@@ -676,10 +675,6 @@ func (d *decoder) subdevices(n *yaml.Node, path string, r *Recipe) {
 			d.fail(v, join(field, "chip"), "missing: the sub-device's chip (esp32s3, esp32c3, esp32)")
 		}
 		if linkOK && chipOK {
-			if _, virt := sd.Virtual(); virt && sd.Chip.ID != chip.ESP32S3 && sd.Chip.ID != chip.ESP32C3 {
-				d.fail(chipNode, join(field, "chip"), "a virtual link models esp32s3 and esp32c3, not %s", sd.Chip.Arg())
-				continue
-			}
 			r.Subdevices = append(r.Subdevices, sd)
 		}
 	}

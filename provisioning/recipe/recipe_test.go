@@ -131,7 +131,6 @@ func TestParseErrors(t *testing.T) {
 		{"subdevice no host", base + "subdevices:\n  motor: {link: \"tcp://:4000\", chip: esp32c3}\n", []string{`subdevices.motor.link: "tcp://:4000": want tcp://HOST:PORT`}},
 		{"subdevice bad virtual name", base + "subdevices:\n  motor: {link: virtual:../x, chip: esp32c3}\n", []string{`r.yaml:9:17: subdevices.motor.link: "virtual:../x": want virtual:NAME`}},
 		{"subdevice bad chip", base + "subdevices:\n  motor: {link: virtual:m, chip: esp8266}\n", []string{`r.yaml:9:34: subdevices.motor.chip: "esp8266" is not a supported chip`}},
-		{"subdevice virtual esp32", base + "subdevices:\n  motor: {link: virtual:m, chip: esp32}\n", []string{"r.yaml:9:34: subdevices.motor.chip: a virtual link models esp32s3 and esp32c3, not esp32"}},
 		{"subdevice missing link and chip", base + "subdevices:\n  motor: {}\n", []string{"subdevices.motor.link: missing", "subdevices.motor.chip: missing"}},
 		{"subdevice not a mapping", base + "subdevices:\n  motor: virtual:m\n", []string{`r.yaml:9:10: subdevices.motor: want a mapping (link: …, chip: …), got the string "virtual:m"`}},
 		{"subdevice twice", base + "subdevices:\n  motor: {link: virtual:m, chip: esp32c3}\n  motor: {link: virtual:n, chip: esp32c3}\n", []string{"r.yaml:10:3: subdevices.motor: given twice (first on line 9)"}},
