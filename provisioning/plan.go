@@ -557,11 +557,7 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 		case recipe.DownloadSecure:
 			b.Set("ENABLE_SECURITY_DOWNLOAD", 1)
 		case recipe.DownloadDisabled:
-			if c.id == chip.ESP32 {
-				b.Set("UART_DOWNLOAD_DIS", 1)
-			} else {
-				b.Set("DIS_DOWNLOAD_MODE", 1)
-			}
+			b.Set(efuse.DownloadDisableField(c.id), 1)
 		}
 	default:
 		return s, nil, fmt.Errorf("provisioning: unknown step %q", name)

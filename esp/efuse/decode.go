@@ -377,11 +377,11 @@ func Summarize(img *Image) (Summary, error) {
 	s.SecureVersion, _ = img.SecureVersion()
 	wrDis, rdDis := img.protections()
 	s.Download = "enabled"
+	if g(l.downloadOff) != 0 {
+		s.Download = "disabled"
+	}
 	if img.Chip == chip.ESP32 {
 		s.SecureBoot = g("ABS_DONE_1") != 0
-		if g("UART_DOWNLOAD_DIS") != 0 {
-			s.Download = "disabled"
-		}
 		for b := 1; b <= 3; b++ {
 			f, _ := l.field(fmt.Sprintf("BLOCK%d", b))
 			s.Keys = append(s.Keys, l.slot(img, f, PurposeUser, wrDis, rdDis))
@@ -389,10 +389,7 @@ func Summarize(img *Image) (Summary, error) {
 		return s, nil
 	}
 	s.SecureBoot = g("SECURE_BOOT_EN") != 0
-	switch {
-	case g("DIS_DOWNLOAD_MODE") != 0:
-		s.Download = "disabled"
-	case g("ENABLE_SECURITY_DOWNLOAD") != 0:
+	if s.Download != "disabled" && g("ENABLE_SECURITY_DOWNLOAD") != 0 {
 		s.Download = "secure"
 	}
 	ps, _ := img.KeyPurposes()

@@ -355,3 +355,36 @@ func TestPurposeNames(t *testing.T) {
 		t.Error("Valid")
 	}
 }
+
+// DownloadDisableField names a field of each chip's table, and Summarize
+// reports the loader off when it is set (also over secure download mode).
+func TestDownloadDisableField(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id   chip.ID
+		want string
+	}{{chip.ESP32S3, "DIS_DOWNLOAD_MODE"}, {chip.ESP32C3, "DIS_DOWNLOAD_MODE"}, {chip.ESP32, "UART_DOWNLOAD_DIS"}} {
+		if got := DownloadDisableField(tc.id); got != tc.want {
+			t.Fatalf("%v: %q, want %q", tc.id, got, tc.want)
+		}
+		img, err := NewImage(tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.id != chip.ESP32 {
+			if err := img.Set("ENABLE_SECURITY_DOWNLOAD", 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := img.Set(tc.want, 1); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Summarize(img)
+		if err != nil || s.Download != "disabled" {
+			t.Fatalf("%v: download %q, %v", tc.id, s.Download, err)
+		}
+	}
+	if DownloadDisableField(chip.ID(0x7777)) != "" {
+		t.Fatal("an unknown chip names a field")
+	}
+}

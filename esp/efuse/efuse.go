@@ -113,6 +113,8 @@ type layout struct {
 	fields    []Field
 	byName    map[string]int
 	postponed map[string]bool
+	// downloadOff is the BLOCK0 field that turns the ROM loader off.
+	downloadOff string
 }
 
 // layouts holds the three chip tables, built lazily: a table lookup sits on
@@ -136,13 +138,13 @@ func buildLayout(id chip.ID) (*layout, error) {
 	switch id {
 	case chip.ESP32S3:
 		l.blocks, l.fields = s3c3Blocks(), esp32s3Fields()
-		postponed = s3c3Postponed()
+		postponed, l.downloadOff = s3c3Postponed(), "DIS_DOWNLOAD_MODE"
 	case chip.ESP32C3:
 		l.blocks, l.fields = s3c3Blocks(), esp32c3Fields()
-		postponed = s3c3Postponed()
+		postponed, l.downloadOff = s3c3Postponed(), "DIS_DOWNLOAD_MODE"
 	case chip.ESP32:
 		l.blocks, l.fields = esp32Blocks(), esp32Fields()
-		postponed = esp32Postponed()
+		postponed, l.downloadOff = esp32Postponed(), "UART_DOWNLOAD_DIS"
 	default:
 		return nil, fmt.Errorf("efuse: no eFuse table for %v: %w", id, ErrUnknownChip)
 	}
@@ -191,6 +193,17 @@ var (
 	ErrRange        = errors.New("value does not fit the field")
 	ErrShape        = errors.New("image does not have the chip's block layout")
 )
+
+// DownloadDisableField names the field that turns the ROM download mode off
+// for good: DIS_DOWNLOAD_MODE on S3/C3, UART_DOWNLOAD_DIS on ESP32. Unknown
+// chips give "".
+func DownloadDisableField(id chip.ID) string {
+	l, err := layoutFor(id)
+	if err != nil {
+		return ""
+	}
+	return l.downloadOff
+}
 
 // Fields lists every field of the chip's table, in block, word and bit order.
 // Unknown chips give nil.
