@@ -221,7 +221,6 @@ type run struct {
 	curStep  string
 	steps    []evidence.Step
 	checks   []evidence.Check
-	images   []evidence.Image
 	regions  []*region
 	// subImages are the sub-device images written, for the evidence.
 	subImages []evidence.Image
@@ -268,7 +267,7 @@ func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
 	}
 	x.start = x.now()
 	x.l, x.b = wrap(b, 115200)
-	if x.r.WriteMode == recipe.ChipEncrypted {
+	if x.r.WriteMode == recipe.ChipEncrypted && !cfg.DryRun {
 		// Compress the plaintext on the other core while the link is busy
 		// connecting and burning keys; the flash phase then finds it ready.
 		go x.rel.prepareChipEncrypted()
@@ -813,14 +812,6 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// downloadDisableField is the eFuse that turns the ROM loader off.
-func downloadDisableField(c chip.Chip) string {
-	if c.ID == chip.ESP32 {
-		return "UART_DOWNLOAD_DIS"
-	}
-	return "DIS_DOWNLOAD_MODE"
-}
-
 // confirmLockdown reconnects after the last burn: secure download mode must
 // now be on (or the loader gone, for download disabled).
 func (x *run) confirmLockdown(ctx context.Context, name string) error {
@@ -828,7 +819,7 @@ func (x *run) confirmLockdown(ctx context.Context, name string) error {
 	switch x.r.Lockdown.Download {
 	case recipe.DownloadDisabled:
 		ok := err != nil && errors.Is(err, ErrLink)
-		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after "+downloadDisableField(x.r.Chip), ok, "the loader still answers")
+		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after "+efuse.DownloadDisableField(x.r.Chip.ID), ok, "the loader still answers")
 		if !ok {
 			_ = x.journalRec(recEnd, name, ResultFailed, "download mode still answers", nil)
 			return fmt.Errorf("%w: download mode still answers after %s", ErrVerify, name)
@@ -849,7 +840,7 @@ func (x *run) confirmLockdown(ctx context.Context, name string) error {
 	if x.after != nil {
 		f := "ENABLE_SECURITY_DOWNLOAD"
 		if x.r.Lockdown.Download == recipe.DownloadDisabled {
-			f = downloadDisableField(x.r.Chip)
+			f = efuse.DownloadDisableField(x.r.Chip.ID)
 		}
 		x.after.Fields[f] = 1
 		_ = x.journalRec(recAfter, "", "", "", x.after)
