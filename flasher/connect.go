@@ -87,6 +87,11 @@ func (s *Session) connect(ctx context.Context) error {
 		if len(text) > 0 {
 			banner = text
 		}
+		if bytes.Contains(text, romDownloadDisabled) {
+			// No reset or SYNC can change that: stop now instead of
+			// waiting out every attempt (a locked board on a line).
+			return fmt.Errorf("%w%s: %w", ErrNoSync, syncHint(banner), ErrDownloadDisabled)
+		}
 		for t := 1; t <= tries; t++ {
 			s.emit(Event{Phase: PhaseSync, Done: int64((a-1)*tries + t), Total: int64(attempts * tries)})
 			ok, err := s.syncOnce(ctx)
@@ -108,13 +113,17 @@ func (s *Session) connect(ctx context.Context) error {
 }
 
 // syncHint explains a failed sync from the last boot banner (§2.1 step 4).
+// romDownloadDisabled is what the ROM prints instead of "waiting for
+// download" when eFuses disable every download mode (§4).
+var romDownloadDisabled = []byte("Download boot modes disabled")
+
 func syncHint(banner []byte) string {
 	// esptool's and espflash's banner pattern.
 	m := regexp.MustCompile(`(?s)boot:(0x[0-9a-fA-F]+)(.*waiting for download)?`).FindSubmatch(banner)
 	switch {
 	case len(banner) == 0:
 		return ": nothing received after reset (check power, the port, and the EN/reset line)"
-	case bytes.Contains(banner, []byte("Download boot modes disabled")):
+	case bytes.Contains(banner, romDownloadDisabled):
 		return ": the ROM says download boot modes are disabled (an eFuse turned the loader off: a locked board)"
 	case m == nil:
 		return fmt.Sprintf(": only unrecognised text received (%d bytes; wrong baud rate or not an ESP ROM)", len(banner))

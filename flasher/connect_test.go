@@ -170,7 +170,6 @@ func TestConnectNoSync(t *testing.T) {
 		{"tx broken", s3Banner, "TX"},
 		{"flash boot", "rst:0x1 (POWERON),boot:0x8 (SPI_FAST_FLASH_BOOT)\r\n", "strap 0x8"},
 		{"garbage", "\x00\x13\x99", "unrecognised"},
-		{"download disabled", "rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))\r\nDownload boot modes disabled\r\n", "download boot modes are disabled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,6 +199,28 @@ func TestConnectNoSync(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A ROM that says its download modes are disabled is not retried: one
+// reset, no SYNC, an error that says why (a locked board would otherwise
+// cost every attempt's backoff).
+func TestConnectDownloadDisabled(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		banner := "rst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))\r\nDownload boot modes disabled\r\n"
+		pb := ft.NewPlayback(ft.Step{Reset: true, Mode: chip.BootDownload, Raw: []byte(banner)})
+		start := time.Now()
+		_, err := flasher.Connect(t.Context(), pb, pb, flasher.Config{})
+		if !errors.Is(err, flasher.ErrDownloadDisabled) || !errors.Is(err, flasher.ErrNoSync) || !strings.Contains(err.Error(), "download boot modes are disabled") {
+			t.Fatalf("err = %v", err)
+		}
+		if el := time.Since(start); el > time.Second {
+			t.Fatalf("took %v of fake time: it retried", el)
+		}
+		if err := pb.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func TestConnectCancelled(t *testing.T) {

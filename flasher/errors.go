@@ -17,6 +17,9 @@ var (
 	ErrTimeout = errors.New("flasher: timed out waiting for the chip")
 	// ErrNoSync: no SYNC answer after every reset attempt.
 	ErrNoSync = errors.New("flasher: no SYNC reply from the chip")
+	// ErrDownloadDisabled: the ROM printed that its download modes are
+	// disabled by eFuse; the loader will never answer (comes with ErrNoSync).
+	ErrDownloadDisabled = errors.New("flasher: the ROM's download modes are disabled")
 	// ErrSecureDownload: the operation is not possible in Secure Download Mode.
 	ErrSecureDownload = errors.New("flasher: not possible in secure download mode")
 	// ErrUnsupported: the loader refused the opcode (esptool's

@@ -521,7 +521,7 @@ func TestRunKeyHygiene(t *testing.T) {
 // ROM loader for good; the run confirms the loader is gone and boots.
 func TestRunDownloadDisabled(t *testing.T) {
 	if testing.Short() {
-		t.Skip("confirming the loader is gone waits out every connect attempt (about 20 s)")
+		t.Skip("a whole run and the confirming reconnect (about 10 s)")
 	}
 	t.Parallel()
 	e := setup(t, chip.C3(), workspace.Options{Recipe: workspace.RecipeOptions{Download: recipe.DownloadDisabled}})

@@ -140,7 +140,7 @@ func TestDemoCommand(t *testing.T) {
 // host-encrypted, UART download disabled at the end.
 func TestDemoCommandESP32(t *testing.T) {
 	if testing.Short() {
-		t.Skip("confirming UART download is disabled waits out every connect attempt (about 20 s)")
+		t.Skip("a whole ESP32 run and the boot check (about 10 s)")
 	}
 	t.Parallel()
 	ws := demoWorkspace(t) // reuses its key: the demo finds keys/sb0.pem
