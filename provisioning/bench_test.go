@@ -59,26 +59,44 @@ func benchRelease(tb testing.TB, dir string, mode recipe.WriteMode) (*recipe.Rec
 	return r, rel
 }
 
+// benchLoaders are the loaders the end-to-end benchmark writes through:
+// the ROM, and a flasher stub behaving as esptool's legacy stub or as
+// esp-flasher-stub v1.1.0 and later, which does not erase a blank part
+// (virtual.StubModel).
+var benchLoaders = []struct {
+	name  string
+	stub  bool
+	model virtual.StubModel
+}{
+	{"rom", false, virtual.LegacyStub},
+	{"stub-legacy", true, virtual.LegacyStub},
+	{"stub-blank-skipping", true, virtual.BlankSkippingStub},
+}
+
 // BenchmarkEndToEnd provisions one blank ESP32-S3 with 4 MiB of flash
 // content (bootloader, table, a factory app filling the rest of the 4 MiB
 // part) over a link throttled to 921600 baud (10 bits per byte), in both
-// write modes, with the ROM loader and with the stub, with and without the
-// flash part's datasheet erase/program times. It reports the total and
-// per-phase seconds and two ratios: to the time the link alone needs for
-// the bytes that crossed it (link-ratio) and for the image bytes handed to
-// the loader (payload-ratio, compressed where the loader compresses). The
-// goal is link-ratio <= 1.2. By default only the stub variants without
-// flash timing run (about 80 s); FUSELINE_BENCH_ALL=1 runs all eight.
+// write modes, through each of benchLoaders, with and without the flash
+// part's datasheet erase/program times and the loader's read times. It
+// reports the total and per-phase seconds and two ratios: to the time the
+// link alone needs for the bytes that crossed it (link-ratio) and for the
+// image bytes handed to the loader (payload-ratio, compressed where the
+// loader compresses). The goal is link-ratio <= 1.2. By default only the
+// stub without flash timing runs (about 80 s; without timing the two stub
+// models are the same board); FUSELINE_BENCH_ALL=1 runs the other ten.
 func BenchmarkEndToEnd(b *testing.B) {
 	if testing.Short() {
 		b.Skip("minutes of wall time at 921600 baud")
 	}
 	for _, flashTiming := range []bool{false, true} {
 		for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
-			for _, stub := range []bool{false, true} {
-				name := fmt.Sprintf("%s/stub=%v/flash-timing=%v", mode, stub, flashTiming)
+			for _, ld := range benchLoaders {
+				if !flashTiming && ld.stub && ld.model == virtual.LegacyStub {
+					continue // without timing, the same board as stub-blank-skipping
+				}
+				name := fmt.Sprintf("%s/loader=%s/flash-timing=%v", mode, ld.name, flashTiming)
 				b.Run(name, func(b *testing.B) {
-					if (!stub || flashTiming) && os.Getenv("FUSELINE_BENCH_ALL") == "" {
+					if (!ld.stub || flashTiming) && os.Getenv("FUSELINE_BENCH_ALL") == "" {
 						b.Skip("ROM-loader and flash-timing variants take 1 to 2 minutes each; FUSELINE_BENCH_ALL=1 runs them")
 					}
 					dir := b.TempDir()
@@ -87,12 +105,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 					var res *provisioning.Result
 					var flashWork time.Duration
 					for i := 0; b.Loop(); i++ {
-						board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: flashTiming})
+						board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: flashTiming, StubModel: ld.model})
 						if err != nil {
 							b.Fatal(err)
 						}
 						cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: filepath.Join(dir, fmt.Sprint("data", i)), Target: "virtual", Probe: board}
-						if stub {
+						if ld.stub {
 							cfg.Stub = benchStub()
 						}
 						ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -139,23 +157,25 @@ func TestEndToEndModelTime(t *testing.T) {
 		t.Skip("a measurement; make bench runs it (FUSELINE_BENCH_MODEL=1)")
 	}
 	for _, mode := range []recipe.WriteMode{recipe.HostEncrypted, recipe.ChipEncrypted} {
-		t.Run(string(mode), func(t *testing.T) {
-			dir := t.TempDir()
-			r, rel := benchRelease(t, dir, mode)
-			synctest.Test(t, func(t *testing.T) {
-				board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer board.Close()
-				cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: filepath.Join(dir, "data"), Target: "virtual", Probe: board, Stub: benchStub()}
-				res, err := provisioning.Run(t.Context(), board, cfg)
-				if err != nil || res.Verdict != evidence.PASS {
-					t.Fatalf("run: %v (%s)", err, res.Reason)
-				}
-				t.Logf("%s: total %.3f s, link %.3f s, link-ratio %.3f, flash work %.3f s, phases %v",
-					mode, res.Total.Seconds(), res.LinkTime.Seconds(), res.Total.Seconds()/res.LinkTime.Seconds(), board.V.FlashWork().Seconds(), res.Phases)
+		for _, ld := range benchLoaders[1:] {
+			t.Run(string(mode)+"/"+ld.name, func(t *testing.T) {
+				dir := t.TempDir()
+				r, rel := benchRelease(t, dir, mode)
+				synctest.Test(t, func(t *testing.T) {
+					board, err := sim.New(virtual.Config{Chip: chip.S3(), Throttle: true, Timing: true, StubModel: ld.model})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer board.Close()
+					cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: filepath.Join(dir, "data"), Target: "virtual", Probe: board, Stub: benchStub()}
+					res, err := provisioning.Run(t.Context(), board, cfg)
+					if err != nil || res.Verdict != evidence.PASS {
+						t.Fatalf("run: %v (%s)", err, res.Reason)
+					}
+					t.Logf("%s/%s: total %.3f s, link %.3f s, link-ratio %.3f, flash work %.3f s, phases %v",
+						mode, ld.name, res.Total.Seconds(), res.LinkTime.Seconds(), res.Total.Seconds()/res.LinkTime.Seconds(), board.V.FlashWork().Seconds(), res.Phases)
+				})
 			})
-		})
+		}
 	}
 }

@@ -351,6 +351,66 @@ func TestRunPowerCutAtStepBoundaries(t *testing.T) {
 	}
 }
 
+// With esp-flasher-stub's blank skipping (virtual.BlankSkippingStub) the
+// stub erases only from the first sector it finds not blank. A module
+// whose app area still holds a maker's test image (two sectors here), cut
+// off half way through the app write and run again, must end holding the
+// release's ciphertext, verified by the loader's MD5 and the SPI probe:
+// a sector skipped although it held data would fail both.
+func TestRunBlankSkippingStubResume(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{AppSize: 0x40000, Recipe: workspace.RecipeOptions{WriteMode: recipe.ChipEncrypted}})
+	dir := filepath.Join(filepath.Dir(e.data), "board")
+	e.b.Close()
+	open := func() *sim.Board {
+		b, err := sim.New(virtual.Config{Chip: chip.S3(), StateDir: dir, StubModel: virtual.BlankSkippingStub})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	b1 := open()
+	for _, off := range []uint32{0x18000, 0x40000} { // inside the app at 0x10000
+		if err := b1.V.WriteFlashSector(off, bytes.Repeat([]byte{0x5A}, 0x1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := e.cfg()
+	cfg.Probe, cfg.Stub, cfg.Rand = b1, benchStub(), fixedRand(4)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	cut := false
+	cfg.Progress = func(ev provisioning.Event) {
+		if !cut && ev.Phase == provisioning.PhaseFlash && ev.Kind == provisioning.EventProgress && ev.Total >= 0x40000 && 2*ev.Done >= ev.Total {
+			cut = true
+			cancel()
+		}
+	}
+	if _, err := provisioning.Run(ctx, b1, cfg); err == nil || !cut {
+		t.Fatalf("the first run was not cut in the app write: %v", err)
+	}
+	b1.Close()
+	b2 := open()
+	defer b2.Close()
+	cfg = e.cfg()
+	cfg.Probe, cfg.Stub = b2, benchStub()
+	res, err := provisioning.Run(ctxT(t), b2, cfg)
+	if err != nil || res.Verdict != evidence.PASS || !res.Resumed {
+		t.Fatalf("re-run: %v, verdict %s, resumed %v: %s", err, res.Verdict, res.Resumed, res.Reason)
+	}
+	n := 0
+	for _, c := range res.Record.Checks {
+		if strings.HasPrefix(c.Name, evidence.CheckFlashMD5) || strings.HasPrefix(c.Name, evidence.CheckSPIProbe) {
+			n++
+			if !c.Verified {
+				t.Errorf("check %s not verified: %s", c.Name, c.Because)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no flash checks in the evidence")
+	}
+}
+
 // bundleOf collects an evidence bundle from a station data directory.
 func bundleOf(t *testing.T, data string, log *audit.Log) evidence.Bundle {
 	t.Helper()

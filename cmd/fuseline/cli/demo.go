@@ -106,7 +106,7 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	if _, err := rand.Read(mac[3:]); err != nil {
 		return failErr(err)
 	}
-	b, err := sim.New(virtual.Config{Chip: c, MAC: mac, Throttle: o.throttle, Timing: o.timing})
+	b, err := sim.New(virtual.Config{Chip: c, MAC: mac, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel})
 	if err != nil {
 		return linkErr(err)
 	}

@@ -34,8 +34,34 @@ type runOptions struct {
 	stubPath                                        string
 	baud                                            int
 	dryRun, yes, jsonOut, throttle, timing          bool
+	stubModel                                       virtual.StubModel
 	siem                                            siemOptions
 }
+
+// stubModelValue is the --stub-model flag: the flasher stub a virtual
+// board behaves as (virtual.StubModel).
+type stubModelValue struct{ m *virtual.StubModel }
+
+func (v stubModelValue) String() string {
+	if v.m == nil {
+		return ""
+	}
+	return v.m.String()
+}
+
+func (v stubModelValue) Set(s string) error {
+	m, err := virtual.ParseStubModel(s)
+	if err != nil {
+		return err
+	}
+	*v.m = m
+	return nil
+}
+
+func (v stubModelValue) Type() string { return "model" }
+
+// stubModelUsage is --stub-model's help, shared by run, demo and sim.
+const stubModelUsage = "the flasher stub the virtual board behaves as once one is uploaded: legacy (esptool-legacy-flasher-stub) or blank-skipping (esp-flasher-stub 1.1.0 and later: no erase on blank flash)"
 
 // newRunCmd is `fuseline run`: provision one board end to end.
 func newRunCmd(stdio Stdio) *cobra.Command {
@@ -106,6 +132,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.BoolVar(&o.jsonOut, "json", false, "print events and the result as JSON lines")
 	f.BoolVar(&o.throttle, "throttle", false, "virtual target: pace bytes at the baud rate, as a real wire")
 	f.BoolVar(&o.timing, "timing", false, "virtual target: datasheet flash erase/program times")
+	f.Var(stubModelValue{&o.stubModel}, "stub-model", "virtual target: "+stubModelUsage)
 	addSIEMFlags(cmd, &o.siem)
 }
 
@@ -220,7 +247,7 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 		if err := virtualModels(c); err != nil {
 			return nil, nil, usageErr("--target virtual: the recipe is for %s: %v", c.Arg(), err)
 		}
-		cfg := virtual.Config{Chip: c, StateDir: o.boardState, Throttle: o.throttle, Timing: o.timing}
+		cfg := virtual.Config{Chip: c, StateDir: o.boardState, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel}
 		var err error
 		if cfg.Faults, err = virtual.ParseFaults(o.faults); err != nil {
 			return nil, nil, usageErr("--faults: %v", err)
@@ -350,7 +377,7 @@ func dialSubdevice(o runOptions) provisioning.SubdeviceDialer {
 		if !ok {
 			return provisioning.DialSubdevice(ctx, sd)
 		}
-		cfg := virtual.Config{Chip: sd.Chip, Throttle: o.throttle, Timing: o.timing}
+		cfg := virtual.Config{Chip: sd.Chip, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel}
 		if o.boardState != "" {
 			cfg.StateDir = filepath.Join(o.boardState, "subdevices", name)
 		}

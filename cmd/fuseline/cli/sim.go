@@ -18,6 +18,7 @@ func newSimCmd(stdio Stdio) *cobra.Command {
 	var (
 		chipName, flashSize, stateDir, listen, faults, bootMode, jedec, mac string
 		usePTY, throttle, timing                                            bool
+		stubModel                                                           virtual.StubModel
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -45,7 +46,7 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 				return usageErr("--chip: %v", err)
 			}
 
-			cfg := virtual.Config{Chip: c, StateDir: stateDir, Throttle: throttle, Timing: timing}
+			cfg := virtual.Config{Chip: c, StateDir: stateDir, Throttle: throttle, Timing: timing, StubModel: stubModel}
 			if flashSize != "" {
 				if cfg.FlashSize, err = parseSize(flashSize); err != nil {
 					return usageErr("--flash: %v", err)
@@ -118,6 +119,7 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 	f.BoolVar(&usePTY, "pty", false, "serve on a pseudo-terminal instead of TCP (prints its /dev/pts path)")
 	f.BoolVar(&throttle, "throttle", false, "pace bytes at the board's baud rate (10 bits per byte)")
 	f.BoolVar(&timing, "timing", false, "datasheet flash erase/program times")
+	f.Var(stubModelValue{&stubModel}, "stub-model", stubModelUsage)
 	f.StringVar(&faults, "faults", "", "faults to inject, e.g. drop=0.001,powercut-after=12,seed=1")
 	f.StringVar(&bootMode, "boot", "download", "boot mode at power-on: download or spi")
 	f.StringVar(&jedec, "jedec", "", "flash JEDEC ID as 3 hex bytes (default: a Winbond part of --flash size)")

@@ -141,6 +141,7 @@ func TestSimUsage(t *testing.T) {
 		{[]string{"--boot", "usb"}, "--boot"},
 		{[]string{"--jedec", "zz"}, "--jedec"},
 		{[]string{"--mac", "1:2"}, "--mac"},
+		{[]string{"--stub-model", "esptool"}, "--stub-model"},
 		{[]string{"--pty", "--listen", "127.0.0.1:0"}, "exclude"},
 		{[]string{"extra"}, "unknown command"},
 	}
