@@ -186,6 +186,7 @@ type verifyData struct {
 // run is one board's run in progress.
 type run struct {
 	cfg  Config
+	stub evidence.Digest // of the flasher stub uploaded, if any
 	r    *recipe.Recipe
 	rel  *Release
 	now  func() time.Time
@@ -491,6 +492,7 @@ func (x *run) connect(ctx context.Context) error {
 		if err := s.LoadStub(ctx, x.cfg.Stub); err != nil {
 			return fmt.Errorf("%w: upload the flasher stub: %w", ErrLink, err)
 		}
+		x.stub = evidence.SHA256(x.cfg.Stub)
 	}
 	x.sess, x.info = s, s.Info()
 	if !x.identified {

@@ -121,6 +121,9 @@ func TestRunBlankS3(t *testing.T) {
 	if res.Verdict != evidence.PASS {
 		t.Fatalf("verdict %s: %s", res.Verdict, res.Reason)
 	}
+	if !res.Record.Station.LoaderStub.IsZero() {
+		t.Errorf("a ROM-only run names loader stub %s", res.Record.Station.LoaderStub)
+	}
 	phys := e.b.V.Efuse()
 	for f, want := range map[string]uint64{"SPI_BOOT_CRYPT_CNT": 7, "SECURE_BOOT_EN": 1, "ENABLE_SECURITY_DOWNLOAD": 1, "DIS_PAD_JTAG": 1,
 		"DIS_USB_JTAG": 1, "SOFT_DIS_JTAG": 7, "DIS_DIRECT_BOOT": 1, "DIS_DOWNLOAD_MANUAL_ENCRYPT": 1, "DIS_DOWNLOAD_ICACHE": 1, "DIS_DOWNLOAD_DCACHE": 1,
@@ -206,6 +209,9 @@ func TestRunC3ChipEncrypted(t *testing.T) {
 	}
 	if res.PayloadBytes >= e.rel.Bytes() {
 		t.Errorf("chip-encrypted with the stub sent %d payload bytes for %d of images: not compressed", res.PayloadBytes, e.rel.Bytes())
+	}
+	if got, want := res.Record.Station.LoaderStub, evidence.SHA256(cfg.Stub); got != want {
+		t.Errorf("evidence names loader stub %s, want the uploaded file's %s", got, want)
 	}
 }
 

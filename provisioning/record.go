@@ -201,7 +201,7 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 		ID:       x.runID,
 		Lot:      x.cfg.Lot,
 		Device:   evidence.Device{MAC: x.mac, Chip: x.r.Chip.Name, Revision: rev, FlashID: flashID, SerialNo: x.cfg.SerialNo},
-		Station:  evidence.Station{ID: station, Slot: x.slot, Software: software, Target: target},
+		Station:  evidence.Station{ID: station, Slot: x.slot, Software: software, Target: target, LoaderStub: x.stub},
 		Operator: evidence.Operator{ID: op},
 		Recipe:   evidence.Recipe{Name: x.r.Name, SHA256: evidence.Digest(x.r.Source.SHA256)},
 		Release: evidence.Release{Product: x.rel.Product, Version: x.rel.Version, SecureVersion: x.rel.SecureVersion,

@@ -462,11 +462,17 @@ func TestWriteSummary(t *testing.T) {
 	t.Parallel()
 	for _, i := range []int{0, 2, 3, 8} {
 		r := evidencetest.Board(evidencetest.LotOptions{}, i)
+		if i == 2 {
+			r.Station.LoaderStub = evidence.SHA256([]byte("stub"))
+		}
 		var b strings.Builder
 		if err := evidence.WriteSummary(&b, r); err != nil {
 			t.Fatal(err)
 		}
 		out := b.String()
+		if loader := strings.Contains(out, "Loader    flasher stub sha256 "+r.Station.LoaderStub.String()[:12]); loader != (i == 2) {
+			t.Errorf("board %d: summary's loader line present %v, want %v:\n%s", i, loader, i == 2, out)
+		}
 		if n := strings.Count(out, "\n"); n > 30 {
 			t.Errorf("board %d: %d lines, more than a screen:\n%s", i, n, out)
 		}

@@ -43,6 +43,11 @@ type Station struct {
 	KeyName  string `json:"key_name"` // name in the station's note verifier key
 	Software string `json:"software"` // fuseline version that ran
 	Target   string `json:"target"`   // virtual, qemu or board
+	// LoaderStub is the SHA-256 of the flasher-stub file the station ran
+	// in the chip's RAM to write its flash (the code that saw the
+	// plaintext in chip-encrypted writes); zero when only the ROM loader
+	// was used.
+	LoaderStub Digest `json:"loader_stub_sha256,omitzero"`
 }
 
 // Operator is the person who ran the board, as authenticated by the station.

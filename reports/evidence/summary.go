@@ -49,6 +49,9 @@ func WriteSummary(w io.Writer, r *Record) error {
 		st += " [" + r.Station.Target + "]"
 	}
 	p("Station   %s  operator %s  lot %s\n", st, op, orDash(r.Lot))
+	if !r.Station.LoaderStub.IsZero() {
+		p("Loader    flasher stub sha256 %s\n", short(r.Station.LoaderStub.String()))
+	}
 	p("Recipe    %s  sha256 %s\n", orDash(r.Recipe.Name), short(r.Recipe.SHA256.String()))
 	p("Release   %s %s  secure_version %d  manifest %s\n", orDash(r.Release.Product), orDash(r.Release.Version),
 		r.Release.SecureVersion, short(r.Release.ManifestSHA256.String()))
