@@ -202,6 +202,9 @@ func (s *Session) burnBlock(ctx context.Context, p BlockProgram, words int) erro
 		missing := make([]uint32, words)
 		count := 0
 		for w := range want {
+			if want[w] == 0 {
+				continue // nothing requested in this word: nothing can be missing
+			}
 			got, err := s.ReadReg(ctx, base+uint32(4*w))
 			if err != nil {
 				return &EfuseBurnError{Block: p.Block, Attempts: attempt, Err: err}
