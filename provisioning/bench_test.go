@@ -133,6 +133,9 @@ func BenchmarkEndToEnd(b *testing.B) {
 						b.ReportMetric(flashWork.Seconds(), "s-flash-work")
 					}
 					b.ReportMetric(float64(res.BytesSent)/(1<<20), "MiB-sent")
+					// Command frames: each waits for its answer, so a USB
+					// adapter's latency (about 1 ms per exchange) comes on top.
+					b.ReportMetric(float64(res.Writes), "frames")
 					for _, p := range res.Phases {
 						b.ReportMetric(p.Duration.Seconds(), "s-"+string(p.Phase))
 					}
@@ -172,8 +175,8 @@ func TestEndToEndModelTime(t *testing.T) {
 					if err != nil || res.Verdict != evidence.PASS {
 						t.Fatalf("run: %v (%s)", err, res.Reason)
 					}
-					t.Logf("%s/%s: total %.3f s, link %.3f s, link-ratio %.3f, flash work %.3f s, phases %v",
-						mode, ld.name, res.Total.Seconds(), res.LinkTime.Seconds(), res.Total.Seconds()/res.LinkTime.Seconds(), board.V.FlashWork().Seconds(), res.Phases)
+					t.Logf("%s/%s: total %.3f s, link %.3f s, link-ratio %.3f, flash work %.3f s, %d command frames, phases %v",
+						mode, ld.name, res.Total.Seconds(), res.LinkTime.Seconds(), res.Total.Seconds()/res.LinkTime.Seconds(), board.V.FlashWork().Seconds(), res.Writes, res.Phases)
 				})
 			})
 		}

@@ -45,6 +45,7 @@ type Probe interface {
 type link struct {
 	b       Board
 	tx, rx  atomic.Int64
+	writes  atomic.Int64
 	baud    atomic.Int64
 	txTime  atomic.Int64 // nanoseconds the sent bytes need on the wire at the rate they were sent
 	initial int
@@ -59,6 +60,7 @@ func (l *link) Read(p []byte) (int, error) {
 func (l *link) Write(p []byte) (int, error) {
 	n, err := l.b.Write(p)
 	l.tx.Add(int64(n))
+	l.writes.Add(1)
 	baud := l.baud.Load()
 	if baud <= 0 {
 		baud = int64(l.initial)

@@ -149,6 +149,11 @@ type Result struct {
 	BytesSent     int64         `json:"bytes_sent"`
 	BytesReceived int64         `json:"bytes_received"`
 	LinkTime      time.Duration `json:"link_time"`
+	// Writes counts the host's writes to the link, one per command frame
+	// (data blocks included). Each waits for an answer, so on a line each
+	// also pays the fixture link's latency: a USB adapter passes data on
+	// in 1 ms frames.
+	Writes int64 `json:"writes"`
 	// PayloadBytes are the region bytes handed to the loader (compressed
 	// size where compressed).
 	PayloadBytes int64  `json:"payload_bytes"`

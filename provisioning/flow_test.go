@@ -124,6 +124,9 @@ func TestRunBlankS3(t *testing.T) {
 	if !res.Record.Station.LoaderStub.IsZero() {
 		t.Errorf("a ROM-only run names loader stub %s", res.Record.Station.LoaderStub)
 	}
+	if res.Writes < 100 || res.Writes > res.BytesSent/8 {
+		t.Errorf("%d command frames for %d bytes sent", res.Writes, res.BytesSent)
+	}
 	phys := e.b.V.Efuse()
 	for f, want := range map[string]uint64{"SPI_BOOT_CRYPT_CNT": 7, "SECURE_BOOT_EN": 1, "ENABLE_SECURITY_DOWNLOAD": 1, "DIS_PAD_JTAG": 1,
 		"DIS_USB_JTAG": 1, "SOFT_DIS_JTAG": 7, "DIS_DIRECT_BOOT": 1, "DIS_DOWNLOAD_MANUAL_ENCRYPT": 1, "DIS_DOWNLOAD_ICACHE": 1, "DIS_DOWNLOAD_DCACHE": 1,

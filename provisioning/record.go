@@ -69,6 +69,7 @@ func (x *run) finish(ctx context.Context, err error) {
 		}
 	}
 	x.res.BytesSent, x.res.BytesReceived = x.l.tx.Load(), x.l.rx.Load()
+	x.res.Writes = x.l.writes.Load()
 	x.res.LinkTime = time.Duration(x.l.txTime.Load())
 	if x.cfg.DryRun {
 		if err == nil {
