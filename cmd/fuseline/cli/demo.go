@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"fuseline/esp/chip"
-	"fuseline/fixtures/virtual"
 	"fuseline/fixtures/virtual/boot"
 	"fuseline/provisioning/recipe"
 	"fuseline/provisioning/sim"
@@ -106,7 +105,9 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	if _, err := rand.Read(mac[3:]); err != nil {
 		return failErr(err)
 	}
-	b, err := sim.New(virtual.Config{Chip: c, MAC: mac, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel})
+	cfg := o.virtualConfig(c)
+	cfg.MAC = mac
+	b, err := sim.New(cfg)
 	if err != nil {
 		return linkErr(err)
 	}

@@ -38,30 +38,14 @@ type runOptions struct {
 	siem                                            siemOptions
 }
 
-// stubModelValue is the --stub-model flag: the flasher stub a virtual
-// board behaves as (virtual.StubModel).
-type stubModelValue struct{ m *virtual.StubModel }
-
-func (v stubModelValue) String() string {
-	if v.m == nil {
-		return ""
-	}
-	return v.m.String()
-}
-
-func (v stubModelValue) Set(s string) error {
-	m, err := virtual.ParseStubModel(s)
-	if err != nil {
-		return err
-	}
-	*v.m = m
-	return nil
-}
-
-func (v stubModelValue) Type() string { return "model" }
-
 // stubModelUsage is --stub-model's help, shared by run, demo and sim.
 const stubModelUsage = "the flasher stub the virtual board behaves as once one is uploaded: legacy (esptool-legacy-flasher-stub) or blank-skipping (esp-flasher-stub 1.1.0 and later: no erase on blank flash)"
+
+// virtualConfig is a virtual board of chip c as the run's flags ask for
+// (main board, sub-devices and demo alike).
+func (o runOptions) virtualConfig(c chip.Chip) virtual.Config {
+	return virtual.Config{Chip: c, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel}
+}
 
 // newRunCmd is `fuseline run`: provision one board end to end.
 func newRunCmd(stdio Stdio) *cobra.Command {
@@ -132,7 +116,7 @@ func addRunFlags(cmd *cobra.Command, o *runOptions) {
 	f.BoolVar(&o.jsonOut, "json", false, "print events and the result as JSON lines")
 	f.BoolVar(&o.throttle, "throttle", false, "virtual target: pace bytes at the baud rate, as a real wire")
 	f.BoolVar(&o.timing, "timing", false, "virtual target: datasheet flash erase/program times")
-	f.Var(stubModelValue{&o.stubModel}, "stub-model", "virtual target: "+stubModelUsage)
+	f.TextVar(&o.stubModel, "stub-model", o.stubModel, "virtual target: "+stubModelUsage)
 	addSIEMFlags(cmd, &o.siem)
 }
 
@@ -247,7 +231,8 @@ func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Bo
 		if err := virtualModels(c); err != nil {
 			return nil, nil, usageErr("--target virtual: the recipe is for %s: %v", c.Arg(), err)
 		}
-		cfg := virtual.Config{Chip: c, StateDir: o.boardState, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel}
+		cfg := o.virtualConfig(c)
+		cfg.StateDir = o.boardState
 		var err error
 		if cfg.Faults, err = virtual.ParseFaults(o.faults); err != nil {
 			return nil, nil, usageErr("--faults: %v", err)
@@ -377,7 +362,7 @@ func dialSubdevice(o runOptions) provisioning.SubdeviceDialer {
 		if !ok {
 			return provisioning.DialSubdevice(ctx, sd)
 		}
-		cfg := virtual.Config{Chip: sd.Chip, Throttle: o.throttle, Timing: o.timing, StubModel: o.stubModel}
+		cfg := o.virtualConfig(sd.Chip)
 		if o.boardState != "" {
 			cfg.StateDir = filepath.Join(o.boardState, "subdevices", name)
 		}

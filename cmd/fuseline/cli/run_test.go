@@ -15,6 +15,8 @@ import (
 	"fuseline/fixtures/virtual"
 	"fuseline/fixtures/virtual/boot"
 	"fuseline/provisioning/workspace"
+
+	"github.com/spf13/cobra"
 )
 
 func runCLI(t *testing.T, in string, args ...string) (int, string, string) {
@@ -266,4 +268,28 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// The virtual-board flags run and demo share reach the board's config.
+func TestRunVirtualConfigFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want virtual.Config
+	}{
+		{nil, virtual.Config{Chip: chip.S3()}},
+		{[]string{"--throttle", "--timing", "--stub-model", "blank-skipping"},
+			virtual.Config{Chip: chip.S3(), Throttle: true, Timing: true, StubModel: virtual.BlankSkippingStub}},
+	} {
+		var o runOptions
+		cmd := &cobra.Command{Use: "x", RunE: func(*cobra.Command, []string) error { return nil }}
+		addRunFlags(cmd, &o)
+		if err := cmd.ParseFlags(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got := o.virtualConfig(chip.S3())
+		if got.Throttle != tc.want.Throttle || got.Timing != tc.want.Timing || got.StubModel != tc.want.StubModel || got.Chip.ID != tc.want.Chip.ID {
+			t.Errorf("%v: config %+v, want %+v", tc.args, got, tc.want)
+		}
+	}
 }

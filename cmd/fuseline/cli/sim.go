@@ -119,7 +119,7 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 	f.BoolVar(&usePTY, "pty", false, "serve on a pseudo-terminal instead of TCP (prints its /dev/pts path)")
 	f.BoolVar(&throttle, "throttle", false, "pace bytes at the board's baud rate (10 bits per byte)")
 	f.BoolVar(&timing, "timing", false, "datasheet flash erase/program times")
-	f.Var(stubModelValue{&stubModel}, "stub-model", stubModelUsage)
+	f.TextVar(&stubModel, "stub-model", stubModel, stubModelUsage)
 	f.StringVar(&faults, "faults", "", "faults to inject, e.g. drop=0.001,powercut-after=12,seed=1")
 	f.StringVar(&bootMode, "boot", "download", "boot mode at power-on: download or spi")
 	f.StringVar(&jedec, "jedec", "", "flash JEDEC ID as 3 hex bytes (default: a Winbond part of --flash size)")
