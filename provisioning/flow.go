@@ -417,7 +417,7 @@ func (x *run) run(ctx context.Context) error {
 	}
 	if len(x.plan.Irreversible()) > 0 && x.cfg.Approve != nil {
 		if err := x.cfg.Approve(ctx, rp); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotApproved, err)
+			return fmt.Errorf("%w: %w", ErrNotApproved, err)
 		}
 	}
 	if err := x.beginJournal(); err != nil {
@@ -539,7 +539,7 @@ func (x *run) identify() error {
 		// board it was working on.
 		d, err := journal.Current(x.journalDir(), x.slot)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrJournal, err)
+			return fmt.Errorf("%w: %w", ErrJournal, err)
 		}
 		if d == "" || len(d) != 12 {
 			return fmt.Errorf("%w: the board is in secure download mode, its MAC cannot be read, and slot %s has no board in progress", ErrJournal, x.slot)
@@ -560,14 +560,14 @@ func (x *run) identify() error {
 	if x.cfg.DryRun {
 		recs, err := journal.Load(x.journalDir(), x.device)
 		if err != nil {
-			return fmt.Errorf("%w: %v", ErrJournal, err)
+			return fmt.Errorf("%w: %w", ErrJournal, err)
 		}
 		x.js = replay(recs)
 		return x.loadKey(nil)
 	}
 	j, err := journal.Open(x.journalDir(), x.device, x.now)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrJournal, err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	x.j = j
 	x.js = replay(j.Records())
@@ -594,7 +594,7 @@ func (x *run) loadKey(j *journal.Journal) error {
 		key, err = journal.LoadKey(x.journalDir(), x.device)
 	}
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrJournal, err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	if key == nil {
 		return nil
@@ -704,7 +704,7 @@ func (x *run) runPlan() *RunPlan {
 // key (in its 0600 file) before anything is burned.
 func (x *run) beginJournal() error {
 	if err := journal.SetCurrent(x.journalDir(), x.slot, x.device); err != nil {
-		return fmt.Errorf("%w: %v", ErrJournal, err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	if err := x.journalRec(recRunStart, "", "", "", runStartData{Recipe: x.r.SHA256Hex(), Name: x.r.Name, Release: x.rel.Version, WriteMode: string(x.r.WriteMode)}); err != nil {
 		return err
@@ -718,7 +718,7 @@ func (x *run) beginJournal() error {
 	}
 	if x.key != nil && !x.j.HasKey() {
 		if err := x.j.SaveKey(x.key); err != nil {
-			return fmt.Errorf("%w: %v", ErrJournal, err)
+			return fmt.Errorf("%w: %w", ErrJournal, err)
 		}
 		if err := x.journalRec(recKey, "", "", "", keyData{Digest: keyDigest(x.key)}); err != nil {
 			return err

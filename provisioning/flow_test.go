@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"fuseline/esp/secureboot"
 	"fuseline/fixtures/virtual"
 	"fuseline/provisioning"
+	"fuseline/provisioning/journal"
 	"fuseline/provisioning/recipe"
 	"fuseline/provisioning/sim"
 	"fuseline/provisioning/workspace"
@@ -281,9 +283,10 @@ func TestRunDryRunAndNotApproved(t *testing.T) {
 		t.Errorf("dry run wrote %v", files)
 	}
 	cfg.DryRun = false
-	cfg.Approve = func(context.Context, *provisioning.RunPlan) error { return errors.New("operator said no") }
+	no := errors.New("operator said no")
+	cfg.Approve = func(context.Context, *provisioning.RunPlan) error { return no }
 	res, err = provisioning.Run(ctxT(t), e.b, cfg)
-	if !errors.Is(err, provisioning.ErrNotApproved) || res.Verdict != evidence.FAIL {
+	if !errors.Is(err, provisioning.ErrNotApproved) || !errors.Is(err, no) || res.Verdict != evidence.FAIL {
 		t.Fatalf("not approved: %v %s", err, res.Verdict)
 	}
 	if !before.Equal(e.b.V.Efuse()) {
@@ -613,5 +616,57 @@ func TestRunDownloadDisabled(t *testing.T) {
 	}
 	if !ok {
 		t.Error("no verified check that the loader is gone")
+	}
+}
+
+// TestRunJournalErrorsKeepTheirCause: a journal that cannot be used refuses
+// the run as ErrJournal, and the cause stays reachable with errors.Is (a
+// station branches on journal.ErrCorrupt to send the board to an engineer,
+// and on a disk error to stop the line), for a dry run and a real one.
+func TestRunJournalErrorsKeepTheirCause(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setUp func(t *testing.T, dir, device string)
+		cause error
+	}{
+		{"corrupt record", func(t *testing.T, dir, device string) {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, device+".jsonl"), []byte("not a record\n{}\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, journal.ErrCorrupt},
+		{"journal directory is a file", func(t *testing.T, dir, device string) {
+			if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, syscall.ENOTDIR},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, chip.S3(), workspace.Options{})
+			mac, ok := e.b.DeviceMAC()
+			if !ok {
+				t.Fatal("virtual board has no MAC")
+			}
+			tc.setUp(t, filepath.Join(e.data, "journal"), journal.DeviceName(fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])))
+			before := e.b.V.Efuse()
+			for _, dry := range []bool{true, false} {
+				cfg := e.cfg()
+				cfg.DryRun = dry
+				_, err := provisioning.Run(ctxT(t), e.b, cfg)
+				if !errors.Is(err, provisioning.ErrJournal) || !errors.Is(err, tc.cause) {
+					t.Errorf("dry run %v: err = %v, want ErrJournal wrapping %v", dry, err, tc.cause)
+				}
+			}
+			if !before.Equal(e.b.V.Efuse()) {
+				t.Fatal("a run refused for its journal burned")
+			}
+		})
 	}
 }
