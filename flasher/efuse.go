@@ -69,8 +69,8 @@ type BlockProgram struct {
 	// Secret hides the data from errors (key blocks): a failure reports
 	// how many bits are missing, not which.
 	Secret bool
-	// Lockdown says the program burns ENABLE_SECURITY_DOWNLOAD or
-	// DIS_DOWNLOAD_MODE: the loader then stops answering register access
+	// Lockdown says the program burns a field that closes the loader
+	// (efuse.ClosesLoader): the loader then stops answering register access
 	// at the reload, and a lost link is the expected outcome
 	// (ErrLinkClosedByLockdown).
 	Lockdown bool

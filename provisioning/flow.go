@@ -845,7 +845,7 @@ func (x *run) confirmLockdown(ctx context.Context, name string) error {
 		}
 	}
 	if x.after != nil {
-		f := "ENABLE_SECURITY_DOWNLOAD"
+		f := efuse.SecureDownloadField(x.r.Chip.ID)
 		if x.r.Lockdown.Download == recipe.DownloadDisabled {
 			f = efuse.DownloadDisableField(x.r.Chip.ID)
 		}

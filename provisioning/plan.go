@@ -555,7 +555,7 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 	case StepDownload:
 		switch c.r.Lockdown.Download {
 		case recipe.DownloadSecure:
-			b.Set("ENABLE_SECURITY_DOWNLOAD", 1)
+			b.Set(efuse.SecureDownloadField(c.id), 1)
 		case recipe.DownloadDisabled:
 			b.Set(efuse.DownloadDisableField(c.id), 1)
 		}

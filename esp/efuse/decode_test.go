@@ -388,3 +388,38 @@ func TestDownloadDisableField(t *testing.T) {
 		t.Fatal("an unknown chip names a field")
 	}
 }
+
+// ClosesLoader answers for the fields that end register access and no
+// other, by name or case, and only where the chip has the field.
+func TestClosesLoader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		id    chip.ID
+		field string
+		want  bool
+	}{
+		{chip.ESP32S3, "DIS_DOWNLOAD_MODE", true},
+		{chip.ESP32S3, "enable_security_download", true},
+		{chip.ESP32C3, "ENABLE_SECURITY_DOWNLOAD", true},
+		{chip.ESP32C3, "DIS_DOWNLOAD_MODE", true},
+		{chip.ESP32, "UART_DOWNLOAD_DIS", true},
+		{chip.ESP32, "DIS_DOWNLOAD_MODE", false},
+		{chip.ESP32, "ENABLE_SECURITY_DOWNLOAD", false},
+		{chip.ESP32S3, "UART_DOWNLOAD_DIS", false},
+		{chip.ESP32S3, "SECURE_BOOT_EN", false},
+		{chip.ESP32S3, "DIS_DOWNLOAD_ICACHE", false},
+		{chip.ID(0x7777), "DIS_DOWNLOAD_MODE", false},
+	} {
+		if got := ClosesLoader(tc.id, tc.field); got != tc.want {
+			t.Errorf("%v %s: %v, want %v", tc.id, tc.field, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		id   chip.ID
+		want string
+	}{{chip.ESP32S3, "ENABLE_SECURITY_DOWNLOAD"}, {chip.ESP32C3, "ENABLE_SECURITY_DOWNLOAD"}, {chip.ESP32, ""}, {chip.ID(0x7777), ""}} {
+		if got := SecureDownloadField(tc.id); got != tc.want {
+			t.Errorf("SecureDownloadField(%v) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+}

@@ -115,6 +115,9 @@ type layout struct {
 	postponed map[string]bool
 	// downloadOff is the BLOCK0 field that turns the ROM loader off.
 	downloadOff string
+	// secureDownload is the BLOCK0 field that limits the ROM loader to
+	// secure download mode; "" on ESP32, which has no such mode.
+	secureDownload string
 }
 
 // layouts holds the three chip tables, built lazily: a table lookup sits on
@@ -138,10 +141,10 @@ func buildLayout(id chip.ID) (*layout, error) {
 	switch id {
 	case chip.ESP32S3:
 		l.blocks, l.fields = s3c3Blocks(), esp32s3Fields()
-		postponed, l.downloadOff = s3c3Postponed(), "DIS_DOWNLOAD_MODE"
+		postponed, l.downloadOff, l.secureDownload = s3c3Postponed(), "DIS_DOWNLOAD_MODE", "ENABLE_SECURITY_DOWNLOAD"
 	case chip.ESP32C3:
 		l.blocks, l.fields = s3c3Blocks(), esp32c3Fields()
-		postponed, l.downloadOff = s3c3Postponed(), "DIS_DOWNLOAD_MODE"
+		postponed, l.downloadOff, l.secureDownload = s3c3Postponed(), "DIS_DOWNLOAD_MODE", "ENABLE_SECURITY_DOWNLOAD"
 	case chip.ESP32:
 		l.blocks, l.fields = esp32Blocks(), esp32Fields()
 		postponed, l.downloadOff = esp32Postponed(), "UART_DOWNLOAD_DIS"
@@ -203,6 +206,33 @@ func DownloadDisableField(id chip.ID) string {
 		return ""
 	}
 	return l.downloadOff
+}
+
+// SecureDownloadField names the field that limits the ROM loader to secure
+// download mode: ENABLE_SECURITY_DOWNLOAD on S3/C3. ESP32 has no secure
+// download mode; it and unknown chips give "".
+func SecureDownloadField(id chip.ID) string {
+	l, err := layoutFor(id)
+	if err != nil {
+		return ""
+	}
+	return l.secureDownload
+}
+
+// ClosesLoader reports whether burning field (a name or alias) ends the ROM
+// loader's register access at the controller's next reload: the download
+// disable field, or the secure download mode field where the chip has one.
+// After such a burn a link that stops answering is the expected outcome.
+func ClosesLoader(id chip.ID, field string) bool {
+	l, err := layoutFor(id)
+	if err != nil {
+		return false
+	}
+	f, err := l.field(field)
+	if err != nil {
+		return false
+	}
+	return f.Name == l.downloadOff || (l.secureDownload != "" && f.Name == l.secureDownload)
 }
 
 // Fields lists every field of the chip's table, in block, word and bit order.

@@ -435,11 +435,7 @@ anything is burned (exit 1).`,
 			progs := make([]flasher.BlockProgram, 0, len(plan.Programs))
 			for _, p := range plan.Programs {
 				bp := flasher.ProgramFrom(p, len(img.Blocks[p.Block]))
-				for _, f := range p.Fields {
-					if f == "ENABLE_SECURITY_DOWNLOAD" || f == "DIS_DOWNLOAD_MODE" {
-						bp.Lockdown = true
-					}
-				}
+				bp.Lockdown = slices.ContainsFunc(p.Fields, func(f string) bool { return efuse.ClosesLoader(c.ID, f) })
 				progs = append(progs, bp)
 			}
 			err = b.sess.BurnBlocks(ctx, progs)

@@ -151,3 +151,32 @@ func TestEfuseBurnUsage(t *testing.T) {
 		t.Errorf("unknown field: exit %d: %s", code, errOut)
 	}
 }
+
+// TestEfuseBurnLockdownBoard: burning a field that closes the ROM loader
+// ends the link by design; on every chip (each with its own field name,
+// taken from the eFuse table) that is a success, not a link error, and the
+// field is burned.
+func TestEfuseBurnLockdownBoard(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c     chip.Chip
+		field string
+	}{
+		{chip.S3(), "DIS_DOWNLOAD_MODE"},
+		{chip.S3(), "ENABLE_SECURITY_DOWNLOAD"},
+		{chip.C3(), "DIS_DOWNLOAD_MODE"},
+		{chip.ESP32V3(), "UART_DOWNLOAD_DIS"},
+	} {
+		t.Run(tc.c.Name+"/"+tc.field, func(t *testing.T) {
+			t.Parallel()
+			spec, vb := flashSimSocket(t, virtual.Config{Chip: tc.c})
+			code, out, errOut := runFlashCLI(t, "", "efuse", "burn", tc.field+"=1", "--yes", "--port", spec, "--before", "no-reset", "--after", "no-reset")
+			if code != ExitOK || !strings.Contains(out, "the loader closed the link as the lockdown took effect") {
+				t.Fatalf("exit %d:\n%s%s", code, out, errOut)
+			}
+			if v, err := vb.Efuse().Get(tc.field); err != nil || v != 1 {
+				t.Errorf("%s = %d (%v) after the burn", tc.field, v, err)
+			}
+		})
+	}
+}
