@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -81,6 +82,9 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 				return usageErr("--listen and --pty exclude each other")
 			}
 			b, err := virtual.New(cfg)
+			if errors.Is(err, virtual.ErrStateInUse) {
+				return linkErr(err) // a fixture problem: another board holds --state
+			}
 			if err != nil {
 				return failErr(err)
 			}
