@@ -391,6 +391,11 @@ func intakeSigned(ctx context.Context, r *recipe.Recipe, rel *Release, opts Inta
 		if len(data) > MaxImageSize {
 			return &IntakeError{File: f.Path, Reason: fmt.Sprintf("larger than %d bytes", MaxImageSize)}
 		}
+		// The manifest's chip, version and secure_version go into every
+		// device's evidence: they must be what the images say.
+		if err := m.CheckImage(f, data); err != nil {
+			return &IntakeError{File: f.Path, Reason: "the signed manifest does not describe this image", Err: err}
+		}
 		rel.Images = append(rel.Images, Image{Role: string(f.Role), File: f.Path, Offset: f.Offset, Data: data, SHA256: sha256.Sum256(data), plain: new(deflatedImage)})
 		rel.Checks = append(rel.Checks, evidence.Check{
 			Name: fmt.Sprintf("%s:%s", evidence.CheckImageHash, f.Path), Verified: true,

@@ -176,6 +176,12 @@ func TestIntakeRefusals(t *testing.T) {
 // writeSignedRelease makes a Fuseline signed release (manifest + CMS) of a
 // workspace's images, and returns the trust anchor PEM path.
 func writeSignedRelease(t *testing.T, ws *workspace.Workspace, dir string) string {
+	return writeEditedRelease(t, ws, dir, nil)
+}
+
+// writeEditedRelease is writeSignedRelease with the manifest changed by
+// edit before it is signed (what release.Create would refuse to write).
+func writeEditedRelease(t *testing.T, ws *workspace.Workspace, dir string, edit func(*release.Manifest)) string {
 	t.Helper()
 	pki, err := releasetest.NewPKI(time.Now())
 	if err != nil {
@@ -191,7 +197,7 @@ func writeSignedRelease(t *testing.T, ws *workspace.Workspace, dir string) strin
 	}
 	boot, _, _ := secureboot.Split(ws.Bootloader)
 	app, _, _ := secureboot.Split(ws.App)
-	opts := release.CreateOptions{Product: "thermo", Chip: "esp32s3", Version: "1.2.0", SecureVersion: 0,
+	opts := release.CreateOptions{Product: "thermo", Chip: "esp32s3", Version: "1.0.0",
 		SecureBoot: []crypto.Signer{ws.Keys[0]},
 		Files: []release.FileSpec{
 			{Role: release.RoleBootloader, Offset: 0, Source: write("bootloader.bin", boot)},
@@ -199,8 +205,19 @@ func writeSignedRelease(t *testing.T, ws *workspace.Workspace, dir string) strin
 			{Role: release.RoleFactory, Offset: 0x10000, Source: write("app.bin", app)},
 		}}
 	ctx := context.Background()
-	if _, err := release.Create(ctx, dir, opts); err != nil {
+	m, err := release.Create(ctx, dir, opts)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(m)
+		b, err := m.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, release.ManifestName), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := release.SignDir(ctx, dir, pki.ReleaseSigner(pki.Signer)); err != nil {
 		t.Fatal(err)
@@ -249,6 +266,41 @@ flash_encryption: {scheme: xts-aes-128}
 	r, _ = recipe.Load(rp)
 	if _, err := Intake(context.Background(), r, IntakeOptions{}); !errors.Is(err, ErrIntake) {
 		t.Fatalf("untrusted: %v", err)
+	}
+}
+
+// A signed release whose manifest names another chip, version or
+// secure_version than its images say is refused at intake, naming the
+// field, the image and both values; nothing of it reaches a board.
+func TestIntakeSignedMetadataMismatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		edit func(*release.Manifest)
+		want string
+	}{
+		{"version", func(m *release.Manifest) { m.Version = "9.9.9" },
+			`manifest version "9.9.9", but app.bin's app descriptor version is "1.0.0"`},
+		{"secure_version", func(m *release.Manifest) { m.SecureVersion = 3 },
+			`manifest secure_version 3, but app.bin's app descriptor secure_version is 0`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ws, _ := newWorkspace(t, workspace.Options{})
+			root := writeEditedRelease(t, ws, filepath.Join(ws.Dir, "signed"), tc.edit)
+			y := "chip: esp32s3\nrelease: {path: signed, trust: [" + root + "]}\nsecure_boot: {keys: [keys/sb0.pub.pem]}\nflash_encryption: {scheme: xts-aes-128}\n"
+			rp := filepath.Join(ws.Dir, "signed.yaml")
+			os.WriteFile(rp, []byte(y), 0o644)
+			r, err := recipe.Load(rp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Intake(context.Background(), r, IntakeOptions{})
+			if _, ok := errors.AsType[*release.MetadataError](err); !ok || !errors.Is(err, ErrIntake) ||
+				!strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("got %v, want an intake refusal with %q", err, tc.want)
+			}
+		})
 	}
 }
 

@@ -73,7 +73,7 @@ func newSubRelease(t *testing.T, files []subFile, subdevicesYAML string) *subRel
 		specs = append(specs, release.FileSpec{Role: release.RoleSubdevice, Device: f.device, Offset: f.offset, Source: write(name, f.data)})
 	}
 	ctx := context.Background()
-	opts := release.CreateOptions{Product: "thermo", Chip: "esp32s3", Version: "1.2.0", SecureBoot: []crypto.Signer{ws.Keys[0]}, Files: specs}
+	opts := release.CreateOptions{Product: "thermo", Chip: "esp32s3", Version: "1.0.0", SecureBoot: []crypto.Signer{ws.Keys[0]}, Files: specs}
 	if _, err := release.Create(ctx, s.dir, opts); err != nil {
 		t.Fatal(err)
 	}

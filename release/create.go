@@ -26,10 +26,13 @@ type FileSpec struct {
 // CreateOptions describe a new release. Zero values: Created = now,
 // no Secure Boot signing.
 type CreateOptions struct {
-	Product       string
+	Product string
+	// Chip, Version and SecureVersion must agree with the images (the
+	// bootloader and app headers' chip_id, the apps' descriptors); left
+	// unset ("" or nil) they are read from them (Manifest.CheckImage).
 	Chip          string
 	Version       string
-	SecureVersion uint32
+	SecureVersion *uint32
 	Created       time.Time        // truncated to whole seconds, UTC; zero: Now()
 	Now           func() time.Time // nil: time.Now
 	Files         []FileSpec
@@ -61,14 +64,50 @@ func Create(ctx context.Context, dir string, opts CreateOptions) (*Manifest, err
 	}
 	m := &Manifest{
 		Chip: opts.Chip, Created: created.UTC().Truncate(time.Second), Format: ManifestFormat,
-		Product: opts.Product, SecureVersion: opts.SecureVersion, Version: opts.Version,
+		Product: opts.Product, Version: opts.Version,
+	}
+	u := unset{chip: opts.Chip == "", version: opts.Version == "", secureVersion: opts.SecureVersion == nil}
+	if opts.SecureVersion != nil {
+		m.SecureVersion = *opts.SecureVersion
 	}
 	for _, s := range opts.Files {
 		m.Files = append(m.Files, File{Role: s.Role, Offset: s.Offset, Device: s.Device, Path: filepath.Base(s.Source), Size: 1})
 	}
-	// Validate what we can before copying a byte (sizes come later).
+	// Fill in and check the metadata against the sources' heads, and
+	// validate what we can, before copying a byte (sizes come later).
+	heads := make([][]byte, len(opts.Files))
+	for i, s := range opts.Files {
+		if !checksMetadata(m.Files[i]) || !s.Role.Valid() {
+			continue
+		}
+		h, err := readHead(s.Source)
+		if err != nil {
+			return nil, fmt.Errorf("release: %s: %w", s.Role, err)
+		}
+		heads[i] = h
+		if err := m.fillFromImage(m.Files[i], h, &u); err != nil {
+			return nil, err
+		}
+	}
+	// A release without an app has no secure_version to read: it stays 0.
+	switch {
+	case u.chip:
+		return nil, errors.New("release: no chip given, and no bootloader or app image to read it from")
+	case u.version:
+		return nil, errors.New("release: no version given, and no app image to read it from (its esp_app_desc_t)")
+	}
 	if err := m.Validate(); err != nil {
+		if fe, ok := errors.AsType[*FormatError](err); ok && fe.Field == "version" && opts.Version == "" {
+			return nil, fmt.Errorf("release: the app descriptor's version is not a semantic version; set the app's PROJECT_VER or give the version: %w", err)
+		}
 		return nil, err
+	}
+	for i := range m.Files {
+		if heads[i] != nil {
+			if err := m.CheckImage(m.Files[i], heads[i]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if len(opts.SecureBoot) > 3 {
 		return nil, fmt.Errorf("release: at most 3 Secure Boot keys, got %d", len(opts.SecureBoot))
@@ -87,13 +126,19 @@ func Create(ctx context.Context, dir string, opts CreateOptions) (*Manifest, err
 		}
 		sb := len(opts.SecureBoot) > 0 && (s.Role == RoleBootloader || s.Role.IsApp())
 		f := &m.Files[i]
+		var head []byte
 		var err error
 		if sb {
-			err = copySigned(s.Source, filepath.Join(dir, f.Path), f, opts.SecureBoot)
+			head, err = copySigned(s.Source, filepath.Join(dir, f.Path), f, opts.SecureBoot)
 		} else {
-			err = copyHashed(ctx, s.Source, filepath.Join(dir, f.Path), f)
+			head, err = copyHashed(ctx, s.Source, filepath.Join(dir, f.Path), f)
 		}
 		if err != nil {
+			return nil, err
+		}
+		// Again on the bytes hashed into the manifest: the source may have
+		// changed since its head was read.
+		if err := m.CheckImage(*f, head); err != nil {
 			return nil, err
 		}
 	}
@@ -107,20 +152,37 @@ func Create(ctx context.Context, dir string, opts CreateOptions) (*Manifest, err
 	return m, nil
 }
 
-// copyHashed streams src to dst, filling f.Size and f.SHA256.
-func copyHashed(ctx context.Context, src, dst string, f *File) (err error) {
+// readHead returns the first ImageHeadLen bytes of the file at p (fewer
+// if it is shorter).
+func readHead(p string) ([]byte, error) {
+	in, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Close()
+	b := make([]byte, ImageHeadLen)
+	n, err := io.ReadFull(in, b)
+	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+		return nil, err
+	}
+	return b[:n], nil
+}
+
+// copyHashed streams src to dst, filling f.Size and f.SHA256, and returns
+// the first ImageHeadLen bytes it copied.
+func copyHashed(ctx context.Context, src, dst string, f *File) (head []byte, err error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("release: %s: %w", f.Role, err)
+		return nil, fmt.Errorf("release: %s: %w", f.Role, err)
 	}
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("release: %s: %w", f.Role, err)
+		return nil, fmt.Errorf("release: %s: %w", f.Role, err)
 	}
 	defer func() {
 		if cerr := out.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("release: writing %s: %w", dst, cerr)
+			head, err = nil, fmt.Errorf("release: writing %s: %w", dst, cerr)
 		}
 	}()
 	h := sha256.New()
@@ -128,13 +190,16 @@ func copyHashed(ctx context.Context, src, dst string, f *File) (err error) {
 	buf := make([]byte, copyBufSize)
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		n, rerr := in.Read(buf)
 		if n > 0 {
 			h.Write(buf[:n])
+			if len(head) < ImageHeadLen {
+				head = append(head, buf[:min(n, ImageHeadLen-len(head))]...)
+			}
 			if _, err := out.Write(buf[:n]); err != nil {
-				return fmt.Errorf("release: writing %s: %w", dst, err)
+				return nil, fmt.Errorf("release: writing %s: %w", dst, err)
 			}
 			f.Size += int64(n)
 		}
@@ -142,46 +207,47 @@ func copyHashed(ctx context.Context, src, dst string, f *File) (err error) {
 			break
 		}
 		if rerr != nil {
-			return fmt.Errorf("release: reading %s: %w", src, rerr)
+			return nil, fmt.Errorf("release: reading %s: %w", src, rerr)
 		}
 	}
 	h.Sum(f.SHA256[:0])
 	if f.Size == 0 {
-		return fmt.Errorf("release: %s %s is empty", f.Role, src)
+		return nil, fmt.Errorf("release: %s %s is empty", f.Role, src)
 	}
-	return nil
+	return head, nil
 }
 
-// copySigned Secure Boot signs src into dst, filling f.Size and f.SHA256.
-func copySigned(src, dst string, f *File, keys []crypto.Signer) error {
+// copySigned Secure Boot signs src into dst, filling f.Size and f.SHA256,
+// and returns the first ImageHeadLen bytes of the signed image.
+func copySigned(src, dst string, f *File, keys []crypto.Signer) ([]byte, error) {
 	in, err := os.Open(src)
 	if err != nil {
-		return fmt.Errorf("release: %s: %w", f.Role, err)
+		return nil, fmt.Errorf("release: %s: %w", f.Role, err)
 	}
 	img, err := io.ReadAll(io.LimitReader(in, maxSecureBootImage+1))
 	in.Close()
 	if err != nil {
-		return fmt.Errorf("release: reading %s: %w", src, err)
+		return nil, fmt.Errorf("release: reading %s: %w", src, err)
 	}
 	if len(img) > maxSecureBootImage {
-		return fmt.Errorf("release: %s %s is larger than %d bytes, too large to Secure Boot sign", f.Role, src, maxSecureBootImage)
+		return nil, fmt.Errorf("release: %s %s is larger than %d bytes, too large to Secure Boot sign", f.Role, src, maxSecureBootImage)
 	}
 	signed, err := secureboot.Sign(img, keys...)
 	if err != nil {
-		return fmt.Errorf("release: Secure Boot signing %s: %w", src, err)
+		return nil, fmt.Errorf("release: Secure Boot signing %s: %w", src, err)
 	}
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("release: %s: %w", f.Role, err)
+		return nil, fmt.Errorf("release: %s: %w", f.Role, err)
 	}
 	if _, err := out.Write(signed); err != nil {
 		out.Close()
-		return fmt.Errorf("release: writing %s: %w", dst, err)
+		return nil, fmt.Errorf("release: writing %s: %w", dst, err)
 	}
 	if err := out.Close(); err != nil {
-		return fmt.Errorf("release: writing %s: %w", dst, err)
+		return nil, fmt.Errorf("release: writing %s: %w", dst, err)
 	}
 	f.Size = int64(len(signed))
 	f.SHA256 = sha256.Sum256(signed)
-	return nil
+	return signed[:min(len(signed), ImageHeadLen)], nil
 }

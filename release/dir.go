@@ -133,18 +133,40 @@ const copyBufSize = 1 << 20
 // VerifyFiles streams every image of the release through its ImageReader
 // and discards the bytes: the whole release is checked with one buffer of
 // memory. An image that differs is a *RefusedError (ReasonImage) wrapping
-// the *RegionError.
+// the *RegionError; a bootloader or app whose header or app descriptor
+// contradicts the manifest's chip, version or secure_version
+// (Manifest.CheckImage) is a *RefusedError (ReasonMetadata) wrapping the
+// *MetadataError.
 func (r *Release) VerifyFiles(ctx context.Context) error {
 	buf := make([]byte, copyBufSize)
-	for i := range r.auth.Manifest.Files {
+	m := r.auth.Manifest
+	for i, f := range m.Files {
 		rd, err := r.OpenFile(ctx, i)
 		if err != nil {
 			return err
 		}
-		err = drain(ctx, rd, buf)
+		var head []byte
+		if checksMetadata(f) {
+			head = make([]byte, ImageHeadLen)
+			var n int
+			n, err = io.ReadFull(rd, head)
+			head = head[:n]
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				err = nil
+			}
+		}
+		if err == nil {
+			err = drain(ctx, rd, buf)
+		}
 		rd.Close()
 		if err != nil {
 			return imageErr(err)
+		}
+		// The head is compared once the whole file matched its digest.
+		if head != nil {
+			if err := m.CheckImage(f, head); err != nil {
+				return refused(ReasonMetadata, err, "%s", strings.TrimPrefix(err.Error(), "release: "))
+			}
 		}
 	}
 	return nil

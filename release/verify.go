@@ -32,6 +32,7 @@ const (
 	ReasonCRLStale   Reason = "crl-stale"     // a CRL is past its NextUpdate and the policy refuses that
 	ReasonRollback   Reason = "rollback"      // older than a release this station already accepted
 	ReasonImage      Reason = "image"         // an image does not match the manifest
+	ReasonMetadata   Reason = "metadata"      // the manifest's chip, version or secure_version is not what its images say
 	ReasonChanged    Reason = "changed"       // manifest or signature changed while the release was in use
 	ReasonMissing    Reason = "missing-file"  // a file of the release is missing or unreadable
 )

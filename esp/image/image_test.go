@@ -683,3 +683,80 @@ func TestSetFlashParams(t *testing.T) {
 		t.Fatal("patched a truncated image")
 	}
 }
+
+// FuzzParseHead: ParseHead never panics, its errors name an offset inside
+// the input, and where Parse accepts an image ParseHead of its first
+// HeadLen bytes agrees with it on the header and the app descriptor.
+func FuzzParseHead(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.bin")
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHead(b)
+		if err != nil {
+			fe, ok := errors.AsType[*FormatError](err)
+			if !ok || fe.Offset < 0 || fe.Offset > len(b) {
+				t.Fatalf("error %v: not a *FormatError with an offset inside the input", err)
+			}
+		}
+		img, perr := Parse(b)
+		if perr != nil {
+			return
+		}
+		if err != nil {
+			t.Fatalf("Parse accepts what ParseHead refuses: %v", err)
+		}
+		h2, err := ParseHead(b[:min(len(b), HeadLen)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Header != img.Header || h2.Header != img.Header {
+			t.Fatalf("header differs from Parse")
+		}
+		if (h2.App == nil) != (img.App == nil) || h2.App != nil && *h2.App != *img.App {
+			t.Fatalf("app descriptor %v, Parse found %v", h2.App, img.App)
+		}
+	})
+}
+
+func TestParseHead(t *testing.T) {
+	t.Parallel()
+	app, err := Synth(SynthOptions{Chip: chip.C3(), Version: "1.2.0", SecureVersion: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := Synth(SynthOptions{Chip: chip.S3(), Kind: Bootloader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string // Head.String, or the error's text
+	}{
+		{"app head", app[:HeadLen], "esp32c3 app 1.2.0 (secure_version 1)"},
+		{"whole app", app, "esp32c3 app 1.2.0 (secure_version 1)"},
+		{"app head cut short", app[:HeadLen-1], "esp32c3 image"},
+		{"bootloader", boot[:HeadLen], "esp32s3 image"},
+		{"not an image", []byte("not an ESP image at all, no"), "magic 0xE9"},
+		{"too short", app[:10], "24-byte image header"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, err := ParseHead(tc.b)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			} else {
+				got = h.String()
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"fuseline/esp/chip"
+	"fuseline/esp/image"
 	"fuseline/release"
 )
 
@@ -284,15 +286,42 @@ func Options(src, version string, secureVersion uint32) (release.CreateOptions, 
 		{release.RoleFactory, 0x10000, "", "app.bin", 150000},
 		{release.RoleSubdevice, 0, "motor", "motor.bin", 30000},
 	}
-	opts := release.CreateOptions{Product: "demo", Chip: "esp32s3", Version: version, SecureVersion: secureVersion}
+	opts := release.CreateOptions{Product: "demo", Chip: "esp32s3", Version: version, SecureVersion: &secureVersion}
 	for i, f := range files {
 		p := filepath.Join(src, f.name)
-		if err := os.WriteFile(p, Image(f.size, byte(i+1)), 0o644); err != nil {
+		b := Image(f.size, byte(i+1))
+		if f.role == release.RoleBootloader || f.role.IsApp() {
+			// The bootloader and the app are ESP images whose header and app
+			// descriptor agree with the manifest (release.Manifest.CheckImage),
+			// filled with erased flash to the size above.
+			var err error
+			if b, err = espImage(f.role, f.size, version, secureVersion); err != nil {
+				return opts, err
+			}
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
 			return opts, err
 		}
 		opts.Files = append(opts.Files, release.FileSpec{Role: f.role, Offset: f.off, Device: f.device, Source: p})
 	}
 	return opts, nil
+}
+
+// espImage is an ESP32-S3 bootloader or app of exactly size bytes: a
+// synthetic image (image.Synth) followed by 0xFF.
+func espImage(role release.Role, size int, version string, secureVersion uint32) ([]byte, error) {
+	o := image.SynthOptions{Chip: chip.S3(), Kind: image.Bootloader, Size: size * 3 / 4}
+	if role.IsApp() {
+		o.Kind, o.Version, o.SecureVersion = image.App, version, secureVersion
+	}
+	b, err := image.Synth(o)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > size {
+		return nil, fmt.Errorf("releasetest: a %s image takes %d bytes, more than %d", role, len(b), size)
+	}
+	return append(b, bytes.Repeat([]byte{0xFF}, size-len(b))...), nil
 }
 
 // WriteRelease creates and signs a release in dir (see Options), with its

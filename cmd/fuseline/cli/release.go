@@ -185,6 +185,7 @@ func relCRLs(path string) ([]*x509.RevocationList, error) {
 func newReleaseCreateCmd(stdio Stdio) *cobra.Command {
 	var (
 		opts    release.CreateOptions
+		secure  uint32
 		files   []string
 		sbKeys  []string
 		out     string
@@ -192,17 +193,22 @@ func newReleaseCreateCmd(stdio Stdio) *cobra.Command {
 		asJSON  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "create --chip C --product P --version V --secure-version N --file ROLE:OFFSET:PATH ... -o DIR",
+		Use:   "create --product P [--chip C] [--version V] [--secure-version N] --file ROLE:OFFSET:PATH ... -o DIR",
 		Short: "Make an unsigned release directory: copy the images in and write manifest.json",
 		Long: "Copies each --file into DIR and writes manifest.json (canonical JSON) with its role, flash offset " +
 			"(or sub-device: subdevice:DEVICE[@OFFSET]:PATH), size and SHA-256. With --sb-key (PEM or pkcs11: URI, " +
 			"up to 3) the bootloader and app images are Secure Boot v2 signed as they are copied, so the manifest " +
-			"vouches for the signed images. Sign the result with `fuseline release sign`.",
+			"vouches for the signed images. --chip, --version and --secure-version must agree with the bootloader and app " +
+			"headers (chip_id) and the apps' descriptors (esp_app_desc_t); left out, they are read from them. " +
+			"Sign the result with `fuseline release sign`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if out == "" || len(files) == 0 || opts.Chip == "" || opts.Product == "" || opts.Version == "" {
-				return usageErr("release create needs --chip, --product, --version, at least one --file and -o DIR")
+			if out == "" || len(files) == 0 || opts.Product == "" {
+				return usageErr("release create needs --product, at least one --file and -o DIR")
+			}
+			if cmd.Flags().Changed("secure-version") {
+				opts.SecureVersion = &secure
 			}
 			for _, f := range files {
 				spec, err := relParseFile(f)
@@ -256,10 +262,10 @@ func newReleaseCreateCmd(stdio Stdio) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Chip, "chip", "", "chip: esp32s3, esp32c3, esp32")
+	f.StringVar(&opts.Chip, "chip", "", "chip: esp32s3, esp32c3, esp32 (default: the images' chip_id)")
 	f.StringVar(&opts.Product, "product", "", "product name (the anti-rollback key)")
-	f.StringVar(&opts.Version, "version", "", "semantic version, e.g. 1.4.0")
-	f.Uint32Var(&opts.SecureVersion, "secure-version", 0, "the app's anti-rollback secure_version")
+	f.StringVar(&opts.Version, "version", "", "semantic version, e.g. 1.4.0 (default: the app descriptor's)")
+	f.Uint32Var(&secure, "secure-version", 0, "the app's anti-rollback secure_version (default: the app descriptor's)")
 	f.StringArrayVar(&files, "file", nil, "ROLE:OFFSET:PATH or subdevice:DEVICE[@OFFSET]:PATH (repeat)")
 	f.StringArrayVar(&sbKeys, "sb-key", nil, "Secure Boot v2 key for bootloader/app images: RSA-3072 PEM or pkcs11: URI (repeat, up to 3)")
 	f.StringVarP(&out, "out", "o", "", "release directory to create")

@@ -71,6 +71,9 @@ func TestReleaseCLIPKCS11(t *testing.T) {
 		}
 		return out
 	}
+	if f.opts, err = releasetest.Options(t.TempDir(), "3.0.0", 3); err != nil { // an app that says 3.0.0
+		t.Fatal(err)
+	}
 	run(0, append(f.createArgs(dir, "3.0.0", "3"), "--sb-key", h.URI("sbkey", false))...)
 	run(0, "release", "sign", "--pkcs11", h.URI("signer", false), "--cert", certPath, "--chain", f.path("chain.pem"), dir)
 	out := run(0, "release", "verify", "--trust", f.path("root.pem"), "--signer-name", "HSM Signer", dir)

@@ -222,7 +222,10 @@ func TestReleaseVerifyRefusals(t *testing.T) {
 		{name: "older version", setup: func(f *relFx, dir string) []string {
 			state := filepath.Join(f.tmp, "state")
 			newer := dir + "-newer"
+			older := f.opts
+			f.opts, _ = releasetest.Options(f.t.TempDir(), "1.3.0", 2) // an app that says 1.3.0
 			f.release(newer, "1.3.0", "2", f.path("signer.pem"), f.path("signer.key"))
+			f.opts = older
 			if code, _, errs := relRun(f.t, "release", "verify", "--trust", f.path("root.pem"), "--state", state, newer); code != 0 {
 				f.t.Fatal(errs)
 			}
@@ -280,7 +283,7 @@ func TestReleaseCLIUsage(t *testing.T) {
 		{[]string{"release", "sign", "--key", f.path("intermediate.pem"), "--cert", f.path("signer.pem"), dir}, "no PEM private key"},
 		{[]string{"release", "sign", "--pkcs11", "pkcs11:token=station;object=signer?pin-value=999999", "--cert", f.path("signer.pem"), dir}, "names no module"},
 		{[]string{"release", "sign", "--pkcs11", "pkcs11:tokn=station?pin-value=999999", "--cert", f.path("signer.pem"), dir}, `unknown URI attribute "tokn"`},
-		{[]string{"release", "create", "--chip", "esp32s3", "-o", dir + "2"}, "needs --chip, --product, --version"},
+		{[]string{"release", "create", "--chip", "esp32s3", "-o", dir + "2"}, "needs --product, at least one --file"},
 		{[]string{"release", "create", "--chip", "esp32s3", "--product", "p", "--version", "1.0.0", "--file", "boot:0:x", "-o", dir + "2"}, `unknown role "boot"`},
 		{[]string{"release", "create", "--chip", "esp32s3", "--product", "p", "--version", "1.0.0", "--file", "bootloader:zero:x", "-o", dir + "2"}, `offset "zero"`},
 		{[]string{"release", "create", "--chip", "esp32s3", "--product", "p", "--version", "1.0", "--file", "bootloader:0:" + f.opts.Files[0].Source, "-o", dir + "2"}, "semantic version"},
@@ -311,14 +314,55 @@ func TestReleaseCreateSubdeviceAndSB(t *testing.T) {
 	f := newRelFx(t)
 	dir := filepath.Join(t.TempDir(), "rel")
 	key := filepath.Join("..", "..", "..", "release", "testdata", "key1.pem")
-	code, out, errs := relRun(t, "release", "create", "--chip", "esp32c3", "--product", "p", "--version", "2.0.0",
+	// No --chip, --version, --secure-version: the app's header and
+	// descriptor give them.
+	code, out, errs := relRun(t, "release", "create", "--product", "p",
 		"--file", "app/ota_0:0x20000:"+f.opts.Files[3].Source, "--file", "subdevice:radio@0x1000:"+f.opts.Files[4].Source,
 		"--sb-key", key, "-o", dir, "--json")
 	var m release.Manifest
 	if code != 0 || json.Unmarshal([]byte(out), &m) != nil {
 		t.Fatalf("%d %s %s", code, out, errs)
 	}
+	if m.Chip != "esp32s3" || m.Version != "1.2.0" || m.SecureVersion != 2 {
+		t.Fatalf("metadata not read from the app: chip %s version %s secure_version %d", m.Chip, m.Version, m.SecureVersion)
+	}
 	if m.Files[1].Device != "radio" || m.Files[1].Offset != 0x1000 || m.Files[0].Size != int64(secureboot.SignedLength(150000)) {
 		t.Fatalf("manifest %+v", m.Files)
+	}
+}
+
+// release create and release verify refuse a manifest the images
+// contradict (the fixture's app is an esp32s3 app 1.2.0, secure_version
+// 2): one line naming the field, the image and both values.
+func TestReleaseMetadataMismatch(t *testing.T) {
+	t.Parallel()
+	f := newRelFx(t)
+	dir := filepath.Join(t.TempDir(), "rel")
+	code, out, errs := relRun(t, f.createArgs(dir, "9.9.9", "3")...)
+	if code != ExitUsage || errs != "fuseline: release: manifest version \"9.9.9\", but app.bin's app descriptor version is \"1.2.0\"\n" {
+		t.Fatalf("create --version 9.9.9: %d %q %q", code, out, errs)
+	}
+	code, out, errs = relRun(t, f.createArgs(dir, "1.2.0", "3")...)
+	if code != ExitUsage || errs != "fuseline: release: manifest secure_version 3, but app.bin's app descriptor secure_version is 2\n" {
+		t.Fatalf("create --secure-version 3: %d %q %q", code, out, errs)
+	}
+	args := f.createArgs(dir, "1.2.0", "2")
+	args[3] = "esp32c3" // --chip
+	code, out, errs = relRun(t, args...)
+	if code != ExitUsage || errs != "fuseline: release: manifest chip esp32c3, but bootloader.bin's image header chip_id is 0x0009 (esp32s3)\n" {
+		t.Fatalf("create --chip esp32c3: %d %q %q", code, out, errs)
+	}
+	// A consistent release whose manifest is changed and signed again:
+	// verify refuses it (exit 1).
+	f.release(dir, "1.2.0", "2", f.path("signer.pem"), f.path("signer.key"))
+	p := filepath.Join(dir, release.ManifestName)
+	b, _ := os.ReadFile(p)
+	os.WriteFile(p, []byte(strings.Replace(string(b), `"version":"1.2.0"`, `"version":"9.9.9"`, 1)), 0o644)
+	if code, out, errs := relRun(t, "release", "sign", "--key", f.path("signer.key"), "--cert", f.path("signer.pem"), "--chain", f.path("chain.pem"), dir); code != 0 {
+		t.Fatalf("sign: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = relRun(t, "release", "verify", "--trust", f.path("root.pem"), dir)
+	if code != ExitFail || errs != "fuseline: release: refused (metadata): manifest version \"9.9.9\", but app.bin's app descriptor version is \"1.2.0\"\n" {
+		t.Fatalf("verify: %d %q %q", code, out, errs)
 	}
 }
