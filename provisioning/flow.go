@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -290,6 +291,13 @@ func (x *run) dataDir() string {
 	return x.cfg.DataDir
 }
 
+// evidenceExists reports whether the data directory holds evidence of run
+// id.
+func (x *run) evidenceExists(id string) bool {
+	_, err := os.Lstat(filepath.Join(x.dataDir(), EvidenceDir, id+".json"))
+	return err == nil
+}
+
 func (x *run) journalDir() string { return filepath.Join(x.dataDir(), "journal") }
 
 func (x *run) emit(e Event) {
@@ -548,7 +556,14 @@ func (x *run) identify() error {
 		x.mac = d[0:2] + ":" + d[2:4] + ":" + d[4:6] + ":" + d[6:8] + ":" + d[8:10] + ":" + d[10:12]
 	}
 	x.res.MAC = x.mac
-	x.runID = evidence.NewID(x.mac, x.start)
+	// Two runs on one board within a second (a declined plan, then the
+	// approved run) would share the ID, and the second would overwrite the
+	// first's evidence, which the audit log still names: never reuse one.
+	id := evidence.NewID(x.mac, x.start)
+	x.runID = id
+	for n := 2; x.evidenceExists(x.runID); n++ {
+		x.runID = fmt.Sprintf("%s-%d", id, n)
+	}
 	msg := fmt.Sprintf("%s %s", x.info.Chip.Name, x.mac)
 	if x.info.Revision >= 0 {
 		msg += fmt.Sprintf(" rev %d.%d", x.info.Revision/100, x.info.Revision%100)

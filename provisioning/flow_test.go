@@ -464,6 +464,41 @@ func TestRunEvidenceBundleVerifies(t *testing.T) {
 	}
 }
 
+// Two runs on one board within the same second (a declined plan, then the
+// approved run) each keep their evidence: the second never overwrites the
+// first, whose result record the audit log holds, so the data directory
+// still verifies as a bundle with its audit log.
+func TestRunEvidenceNeverOverwritten(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.S3(), workspace.Options{})
+	cfg := e.cfg()
+	now := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+	cfg.Now = func() time.Time { return now }
+	cfg.Approve = func(context.Context, *provisioning.RunPlan) error { return errors.New("operator said no") }
+	var paths []string
+	for range 2 {
+		res, err := provisioning.Run(ctxT(t), e.b, cfg)
+		if !errors.Is(err, provisioning.ErrNotApproved) || res.EvidencePath == "" {
+			t.Fatalf("declined run: %v, evidence %q", err, res.EvidencePath)
+		}
+		paths = append(paths, res.EvidencePath)
+	}
+	if paths[0] == paths[1] {
+		t.Fatalf("both runs wrote %s", paths[0])
+	}
+	b, err := evidence.ReadBundleFS(os.DirFS(e.data), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := evidence.VerifyBundle(t.Context(), b, evidence.VerifyOptions{})
+	if err != nil {
+		t.Fatalf("VerifyBundle of the data directory: %v", err)
+	}
+	if len(rep.Devices) != 2 || rep.AuditLog == nil || rep.AuditLog.Results != 2 {
+		t.Errorf("devices %+v, audit log %+v", rep.Devices, rep.AuditLog)
+	}
+}
+
 func TestRunEscrow(t *testing.T) {
 	t.Parallel()
 	id, err := age.GenerateX25519Identity()

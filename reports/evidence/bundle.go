@@ -146,18 +146,27 @@ func (b Bundle) rooted() Bundle {
 	return out
 }
 
-// EvidenceFiles lists the bundle's evidence files, sorted: the *.json files
-// under evidence/ when the bundle has that folder (as a station's data
-// directory does, beside its own state files), else every *.json outside
-// images/ (a flat bundle).
+// EvidenceFiles lists the bundle's evidence files, sorted, by the rule of
+// EvidencePaths.
 func (b Bundle) EvidenceFiles() []string {
+	return EvidencePaths(slices.Collect(maps.Keys(b)))
+}
+
+// EvidencePaths picks the evidence files among the slash paths of a bundle
+// or directory, sorted: the *.json files in an evidence/ folder when there
+// are any (a station's data directory keeps its own state files, such as
+// station-session.json and release-state/, beside evidence/), else every
+// *.json outside images/ folders (a flat bundle). Bundles, `report verify`,
+// `report lot` and `report oscal` all find evidence this one way.
+func EvidencePaths(paths []string) []string {
 	var all, inDir []string
-	for p := range b {
-		if !strings.HasSuffix(p, ".json") || strings.HasPrefix(p, BundleImagesDir+"/") {
+	for _, p := range paths {
+		dirs := "/" + path.Dir(p) + "/"
+		if !strings.HasSuffix(p, ".json") || strings.Contains(dirs, "/"+BundleImagesDir+"/") {
 			continue
 		}
 		all = append(all, p)
-		if strings.HasPrefix(p, "evidence/") {
+		if strings.Contains(dirs, "/"+BundleEvidenceDir+"/") {
 			inDir = append(inDir, p)
 		}
 	}
@@ -200,6 +209,10 @@ type BundleReport struct {
 	// ImagesChecked lists image files whose SHA-256 matched every evidence
 	// file that names them.
 	ImagesChecked []string
+	// AuditLog is what the check of the bundle's audit log found: every
+	// result record matched to its evidence file and the reverse. Nil when
+	// the bundle carries no audit log (NotVerified then says so).
+	AuditLog *AuditLogResult
 	// NotVerified lists what could not be checked, each as "what: not
 	// verified, because …".
 	NotVerified []string
@@ -218,8 +231,14 @@ type DeviceResult struct {
 // VerifyBundle re-checks a bundle offline: for every evidence file its
 // canonical form, its detached signature with the station key, its inclusion
 // proof against a checkpoint signed by the station key, and the SHA-256 of
-// every image file present that it names. It returns the first failure as a
-// *FileError.
+// every image file present that it names. When the bundle carries the
+// station's audit log (a station's data directory does) it also checks the
+// log against every station-signed checkpoint in the bundle and that each
+// result record of the log has its evidence file (same SHA-256 and device)
+// and each evidence file its result record: a removed evidence file is an
+// *IncompleteError naming the device and record. A signature or proof
+// without its evidence file is refused too. It returns the first failure as
+// a *FileError.
 func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleReport, error) {
 	rep := &BundleReport{}
 	key := opts.Key
@@ -257,6 +276,7 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 		im         Image
 	}
 	var claims []claim
+	var verified []verifiedFile
 	encrypted := false
 	for _, f := range files {
 		if err := ctx.Err(); err != nil {
@@ -302,6 +322,7 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 			return nil, &FileError{File: pf, Err: err}
 		}
 		rep.Devices = append(rep.Devices, DeviceResult{File: f, ID: rec.ID, MAC: rec.Device.MAC, Verdict: rec.Result.Verdict, LeafIndex: p.LeafIndex, TreeSize: p.TreeSize})
+		verified = append(verified, verifiedFile{path: f, rec: rec, digest: SHA256(data).String(), checkpoint: p.Checkpoint})
 
 		for _, im := range rec.Images {
 			encrypted = encrypted || im.Encrypted
@@ -312,6 +333,24 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 				return nil, &FileError{File: f, Err: fmt.Errorf("image file name %q is not a plain file name", im.File)}
 			}
 			claims = append(claims, claim{BundleImagesDir + "/" + im.File, f, im})
+		}
+	}
+
+	if err := checkAuditLog(ctx, b, key, opts.Origin, verified, rep); err != nil {
+		return nil, err
+	}
+	// A signature or proof whose evidence file is gone is what deleting the
+	// evidence alone leaves behind.
+	for _, p := range slices.Sorted(maps.Keys(b)) {
+		ev, isSig := strings.CutSuffix(p, ".json"+SignatureSuffix)
+		if !isSig {
+			var isProof bool
+			if ev, isProof = strings.CutSuffix(p, ".json"+ProofSuffix); !isProof {
+				continue
+			}
+		}
+		if !slices.Contains(files, ev+".json") {
+			return nil, &FileError{File: p, Err: fmt.Errorf("its evidence file %s.json is not in the bundle: the evidence was removed", ev)}
 		}
 	}
 

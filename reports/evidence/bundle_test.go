@@ -46,7 +46,8 @@ func TestVerifyBundleOK(t *testing.T) {
 	if len(rep.Warnings) != 0 {
 		t.Errorf("warnings %v", rep.Warnings)
 	}
-	if len(rep.NotVerified) != 1 || !strings.Contains(rep.NotVerified[0], "written_sha256") {
+	// Without an audit log, completeness is "not verified, because …".
+	if len(rep.NotVerified) != 2 || !strings.Contains(rep.NotVerified[1], "written_sha256") || !strings.Contains(rep.NotVerified[0], "no audit.log") || rep.AuditLog != nil {
 		t.Errorf("not verified %v", rep.NotVerified)
 	}
 	if rep.Checkpoint == nil || rep.Checkpoint.Size != 12*4 {
@@ -68,7 +69,7 @@ func TestVerifyBundleOK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.ImagesChecked) != 0 || len(rep.NotVerified) != 4 {
+	if len(rep.ImagesChecked) != 0 || len(rep.NotVerified) != 5 {
 		t.Errorf("checked %v, not verified %v", rep.ImagesChecked, rep.NotVerified)
 	}
 }
@@ -371,6 +372,9 @@ func TestReadBundle(t *testing.T) {
 func TestReadFiles(t *testing.T) {
 	t.Parallel()
 	b, _ := testBundle(t, 5, true)
+	// A station's data directory: its state files are not evidence.
+	b["station-session.json"] = []byte(`{"slot":"1"}`)
+	b["release-state/release-state.json"] = []byte(`{}`)
 	fsys := fstestMap(b)
 	files, err := evidence.ReadFiles(fsys)
 	if err != nil {

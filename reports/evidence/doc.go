@@ -50,12 +50,20 @@
 //	station.pub              the station's public key: a note verifier key line
 //	                         (name+hash+base64) or a PEM "PUBLIC KEY" (Ed25519)
 //	checkpoint               the audit log's signed checkpoint note
-//	evidence/NAME.json       evidence files (any *.json outside images/)
+//	evidence/NAME.json       evidence files (without evidence/: any *.json outside images/)
 //	evidence/NAME.json.sig   detached signatures
 //	evidence/NAME.json.proof inclusion proofs
 //	images/FILE              optional: the release images named by Image.File
+//	audit.log                optional: the station's audit log
+//	checkpoints/N.note       optional: its signed checkpoints
+//
+// A station's data directory is a bundle: it keeps its own state files
+// beside evidence/, and EvidencePaths says which files are evidence.
 //
 // VerifyBundle re-checks offline every signature, every inclusion proof and
-// checkpoint signature, and the SHA-256 of every image file present. The
-// first failure is a *FileError naming the file.
+// checkpoint signature, and the SHA-256 of every image file present. With
+// the audit log it also checks completeness: every result record of the log
+// has its evidence file and every evidence file its result record, so a
+// device's evidence cannot be removed unseen. The first failure is a
+// *FileError naming the file.
 package evidence

@@ -2,8 +2,6 @@ package evidence
 
 import (
 	"io/fs"
-	"slices"
-	"strings"
 )
 
 // File is one evidence file read from a directory or bundle.
@@ -13,36 +11,39 @@ type File struct {
 	Record *Record
 }
 
-// ReadFiles parses every evidence file (*.json outside images/) of fsys, in
+// ReadFiles parses every evidence file of fsys (a bundle directory or a
+// station's data directory; EvidencePaths says which files are evidence), in
 // path order. A file that is not a valid record fails the whole read, with
 // an error naming it: a report built from part of a lot would mislead.
 func ReadFiles(fsys fs.FS) ([]File, error) {
-	var out []File
+	var paths []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && p == BundleImagesDir || d.IsDir() && strings.HasSuffix(p, "/"+BundleImagesDir) {
+		if d.IsDir() && d.Name() == BundleImagesDir {
 			return fs.SkipDir
 		}
-		if !d.Type().IsRegular() || !strings.HasSuffix(p, ".json") {
-			return nil
+		if d.Type().IsRegular() {
+			paths = append(paths, p)
 		}
-		data, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			return &FileError{File: p, Err: err}
-		}
-		r, err := Parse(data)
-		if err != nil {
-			return &FileError{File: p, Err: err}
-		}
-		out = append(out, File{Path: p, Data: data, Record: r})
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(out, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	var out []File
+	for _, p := range EvidencePaths(paths) {
+		data, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, &FileError{File: p, Err: err}
+		}
+		r, err := Parse(data)
+		if err != nil {
+			return nil, &FileError{File: p, Err: err}
+		}
+		out = append(out, File{Path: p, Data: data, Record: r})
+	}
 	return out, nil
 }
 

@@ -144,8 +144,7 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	say("Evidence:  %s", res.EvidencePath)
 	say("Audit log: %s", filepath.Join(o.data, "audit.log"))
 	// Reports over every board this demo workspace has provisioned so far.
-	evDir := filepath.Join(o.data, "evidence")
-	files, err := readEvidenceDir(evDir)
+	files, err := readEvidenceDir(o.data)
 	if err != nil {
 		return err
 	}

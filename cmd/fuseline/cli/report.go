@@ -74,7 +74,7 @@ func newReportLotCmd(stdio Stdio) *cobra.Command {
 	var out, title string
 	cmd := &cobra.Command{
 		Use:   "lot DIR -o OUT.html|OUT.pdf",
-		Short: "Lot report (totals, yield, failures by reason, time per board, devices) from the evidence files in DIR",
+		Short: "Lot report (totals, yield, failures by reason, time per board, devices) from the evidence files in DIR (a bundle or a station data directory)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ext := strings.ToLower(filepath.Ext(out))
@@ -127,7 +127,7 @@ func newReportOSCALCmd(stdio Stdio) *cobra.Command {
 	var out, title string
 	cmd := &cobra.Command{
 		Use:   "oscal DIR -o OUT.json",
-		Short: "OSCAL 1.1.3 assessment-results for the evidence files in DIR, validated against the OSCAL schema",
+		Short: "OSCAL 1.1.3 assessment-results for the evidence files in DIR (a bundle or a station data directory), validated against the OSCAL schema",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
@@ -164,7 +164,11 @@ func newReportVerifyCmd(stdio Stdio) *cobra.Command {
 		Short: "Re-check offline every signature, inclusion proof and image hash of an evidence bundle (directory or tar)",
 		Long: `Re-checks an evidence bundle offline: each evidence file's canonical form and
 detached Ed25519 signature, its inclusion proof against a checkpoint signed by
-the station key, and the SHA-256 of every image file in the bundle.
+the station key, and the SHA-256 of every image file in the bundle. When the
+bundle carries the audit log (a station's data directory does: give the
+directory itself), the log is checked against its signed checkpoints and every
+result record in it must have its evidence file, and every evidence file its
+result record: a removed device is named.
 
 Give the station's published public key with --key; without it the bundle's
 own station.pub is used, which a forger could have replaced (a warning says so).
@@ -198,6 +202,10 @@ Exit 0: everything verified. Exit 1: the first failure, naming the file.`,
 			for _, d := range rep.Devices {
 				fmt.Fprintf(stdio.Out, "ok  %s  %s  %s  record %d of %d\n", d.File, d.MAC, d.Verdict, d.LeafIndex, d.TreeSize)
 			}
+			if a := rep.AuditLog; a != nil {
+				fmt.Fprintf(stdio.Out, "ok  %s  %d records (%d pinned by a signed checkpoint), %d result records: each has its evidence file, and each evidence file its result record\n",
+					evidence.BundleAuditLogFile, a.Records, a.Covered, a.Results)
+			}
 			for _, im := range rep.ImagesChecked {
 				fmt.Fprintf(stdio.Out, "ok  %s  SHA-256 matches the evidence\n", im)
 			}
@@ -229,7 +237,9 @@ func warnings(rep *evidence.BundleReport) []string {
 	return rep.Warnings
 }
 
-// readEvidenceDir reads every evidence file under dir.
+// readEvidenceDir reads every evidence file of dir: a bundle directory, a
+// station's data directory or its evidence folder (evidence.EvidencePaths
+// says which files are evidence).
 func readEvidenceDir(dir string) ([]evidence.File, error) {
 	st, err := os.Stat(dir)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,5 +233,62 @@ func writeTarGz(t *testing.T, dir, out string) {
 	zw.Close()
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReportStationData: the reports take a station's data directory as
+// `run` leaves it (state files beside evidence/, the audit log and its
+// checkpoints), and report verify holds every result record of the audit
+// log to its evidence file: a board whose evidence was removed is named.
+func TestReportStationData(t *testing.T) {
+	t.Parallel()
+	ws := demoWorkspace(t)
+	data := filepath.Join(ws.Dir, "data")
+	macs := []string{"7c:df:a1:00:00:01", "7c:df:a1:00:00:02"}
+	for i, mac := range macs {
+		code, out, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--board-state", filepath.Join(ws.Dir, fmt.Sprintf("board%d", i)),
+			"--mac", mac, "--data", data, "--operator", "alice", "--yes")
+		if code != ExitOK {
+			t.Fatalf("run %s: exit %d\n%s\n%s", mac, code, out, stderr)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(data, "station-session.json")); err != nil {
+		t.Fatalf("the data directory has no state file beside evidence/ (the case under test): %v", err)
+	}
+	key := filepath.Join(data, "station.pub")
+
+	out := t.TempDir()
+	for _, name := range []string{"lot.html", "lot.pdf"} {
+		code, stdout, stderr := run(t, "report", "lot", data, "-o", filepath.Join(out, name))
+		if code != ExitOK || !strings.Contains(stdout, "2 boards, 2 PASS") {
+			t.Errorf("report lot %s: exit %d\n%s\n%s", name, code, stdout, stderr)
+		}
+	}
+	code, stdout, stderr := run(t, "report", "oscal", data, "-o", filepath.Join(out, "ar.json"))
+	if code != ExitOK || !strings.Contains(stdout, "for 2 evidence records (valid)") {
+		t.Errorf("report oscal: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	code, stdout, stderr = run(t, "report", "verify", data, "--key", key)
+	if code != ExitOK || !strings.Contains(stdout, "verified: 2 evidence files") || !strings.Contains(stdout, "ok  audit.log") {
+		t.Fatalf("report verify: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	// Remove the first board's evidence, signature and proof: its result
+	// record in the audit log still names the file.
+	evs, err := filepath.Glob(filepath.Join(data, "evidence", "7cdfa1000001-*.json"))
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("evidence of board 1: %v %v", evs, err)
+	}
+	for _, suffix := range []string{"", ".sig", ".proof"} {
+		if err := os.Remove(evs[0] + suffix); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, stdout, stderr = run(t, "report", "verify", data, "--key", key)
+	if code != ExitFail || strings.Contains(stdout, "verified:") {
+		t.Fatalf("report verify with a board's evidence removed: exit %d, want %d\n%s\n%s", code, ExitFail, stdout, stderr)
+	}
+	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); len(lines) != 1 || !strings.Contains(stderr, "device "+macs[0]) || !strings.Contains(stderr, filepath.Base(evs[0])) {
+		t.Errorf("stderr %q: want one line naming device %s and %s", stderr, macs[0], filepath.Base(evs[0]))
 	}
 }
