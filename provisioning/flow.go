@@ -172,6 +172,9 @@ const (
 	recBegin    = "step.begin"
 	recEnd      = "step.end"
 	recRunEnd   = "run.end"
+	// recKeyDestroyed: the device key was destroyed on purpose (DestroyKey);
+	// the unfinished run can no longer be resumed.
+	recKeyDestroyed = "key.destroyed"
 )
 
 type runStartData struct {
@@ -578,6 +581,9 @@ func (x *run) identify() error {
 			return fmt.Errorf("%w: %w", ErrJournal, err)
 		}
 		x.js = replay(recs)
+		if err := x.js.refuseDestroyed(); err != nil {
+			return err
+		}
 		return x.loadKey(nil)
 	}
 	j, err := journal.Open(x.journalDir(), x.device, x.now)
@@ -586,6 +592,9 @@ func (x *run) identify() error {
 	}
 	x.j = j
 	x.js = replay(j.Records())
+	if err := x.js.refuseDestroyed(); err != nil {
+		return err
+	}
 	if err := x.loadKey(j); err != nil {
 		return err
 	}
@@ -604,9 +613,9 @@ func (x *run) loadKey(j *journal.Journal) error {
 	var key []byte
 	var err error
 	if j != nil {
-		key, err = j.LoadKey()
+		key, err = j.LoadKey(x.sealer())
 	} else {
-		key, err = journal.LoadKey(x.journalDir(), x.device)
+		key, err = journal.LoadKey(x.journalDir(), x.device, x.sealer())
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
@@ -732,7 +741,7 @@ func (x *run) beginJournal() error {
 		x.js.assign = &a
 	}
 	if x.key != nil && !x.j.HasKey() {
-		if err := x.j.SaveKey(x.key); err != nil {
+		if err := x.j.SaveKey(x.key, x.sealer()); err != nil {
 			return fmt.Errorf("%w: %w", ErrJournal, err)
 		}
 		if err := x.journalRec(recKey, "", "", "", keyData{Digest: keyDigest(x.key)}); err != nil {

@@ -26,6 +26,7 @@ import (
 	"fuseline/fixtures/virtual"
 	"fuseline/provisioning"
 	"fuseline/provisioning/journal"
+	"fuseline/provisioning/keyseal"
 	"fuseline/provisioning/recipe"
 	"fuseline/provisioning/sim"
 	"fuseline/provisioning/workspace"
@@ -561,8 +562,10 @@ func TestRunWrongChip(t *testing.T) {
 }
 
 // TestRunKeyHygiene stops a run right after the key burn (the journal then
-// holds the device key in its 0600 file) and checks the key appears nowhere
-// else: not in the journal records, events, evidence or audit log.
+// holds the device key, sealed to the station, in its 0600 file) and checks
+// the key appears nowhere in the clear: not in the key file, the journal
+// records, events, evidence or audit log. The re-run resumes with the
+// sealed key.
 func TestRunKeyHygiene(t *testing.T) {
 	t.Parallel()
 	e := setup(t, chip.S3(), workspace.Options{})
@@ -588,15 +591,17 @@ func TestRunKeyHygiene(t *testing.T) {
 		t.Fatalf("key files %v, want one until the run passes", kf)
 	}
 	st, _ := os.Stat(kf[0])
-	if got, _ := os.ReadFile(kf[0]); !bytes.Equal(got, key) || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key file mode %v, holds the key: %v", st.Mode(), bytes.Equal(got, key))
+	if got, _ := os.ReadFile(kf[0]); !keyseal.IsSealed(got) || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, sealed: %v", st.Mode(), keyseal.IsSealed(got))
 	}
 	forms := [][]byte{key, []byte(hex.EncodeToString(key)), []byte(base64.StdEncoding.EncodeToString(key))}
 	kb, _ := flashenc.KeyBlocks(chip.XTSAES128, key)
 	forms = append(forms, kb[0][:], []byte(hex.EncodeToString(kb[0][:])), []byte(base64.StdEncoding.EncodeToString(kb[0][:])))
 	var files []string
 	filepath.WalkDir(e.data, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".key") {
+		// The key file too: it is sealed, and the journal directory alone
+		// (everything but station.seal) must not reveal the key.
+		if err == nil && !d.IsDir() {
 			files = append(files, p)
 		}
 		return nil

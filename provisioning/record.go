@@ -114,7 +114,7 @@ func (x *run) finish(ctx context.Context, err error) {
 // overwritten and removed from the journal directory.
 func (x *run) releaseKey() {
 	if x.key == nil && x.j != nil {
-		if k, err := x.j.LoadKey(); err == nil && k != nil {
+		if k, err := x.j.LoadKey(x.sealer()); err == nil && k != nil {
 			if err := x.setKey(k); err != nil {
 				x.log.Warn("stored key unusable", "err", err)
 			}

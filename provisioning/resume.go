@@ -28,6 +28,8 @@ type journalState struct {
 	before        *evidence.EfuseSnapshot
 	haveBefore    bool
 	after         *evidence.EfuseSnapshot
+	// destroyed: the device key was destroyed on purpose (DestroyKey).
+	destroyed *keyDestroyedData
 }
 
 // replay reads a journal's records into its state.
@@ -80,6 +82,11 @@ func replay(recs []journal.Record) journalState {
 			}
 		case recRunEnd:
 			s.complete = r.Result == evidence.PASS
+		case recKeyDestroyed:
+			var d keyDestroyedData
+			_ = json.Unmarshal(r.Data, &d)
+			d.Time = r.Time
+			s.destroyed = &d
 		}
 	}
 	return s

@@ -5,8 +5,8 @@
 // journal before and after it runs").
 //
 // Beside the journal, a device-key file holds the per-device flash-encryption
-// key (mode 0600, written atomically) from before its first burn until the
-// run is complete: a key block that lost power half-way is recovered by
+// key, sealed to the station (a Sealer, package keyseal; mode 0600, written
+// atomically) from before its first burn until the run is complete: a key block that lost power half-way is recovered by
 // programming the same data again (esp-security-facts.md §6, risks), which
 // needs the key. DropKey overwrites and removes it. Records themselves never
 // hold key material; the key is named by a digest.
@@ -21,10 +21,12 @@ package journal
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"fuseline/internal/atomicfile"
+	"fuseline/internal/inputfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -207,22 +209,88 @@ func (j *Journal) Close() error {
 
 func (j *Journal) keyPath() string { return filepath.Join(j.dir, j.device+".key") }
 
-// SaveKey stores the device key (mode 0600, written to a temporary file,
-// fsynced, renamed, directory fsynced), replacing any earlier one.
-func (j *Journal) SaveKey(key []byte) error {
-	return writeAtomic(j.keyPath(), key, 0o600)
+// Sealer seals a device key for its file and opens it again (package
+// keyseal does it to the station's sealing key). The journal directory alone
+// must not reveal a key.
+type Sealer interface {
+	Seal(device string, key []byte) ([]byte, error)
+	Open(device string, sealed []byte) ([]byte, error)
 }
 
-// LoadKey returns the stored device key, or nil if there is none.
-func (j *Journal) LoadKey() ([]byte, error) {
-	b, err := os.ReadFile(j.keyPath())
+// maxRawKey: a key file this short holds the raw key, as stations wrote it
+// before keys were sealed (the longest flash key is 64 bytes; a sealed key
+// is several hundred bytes).
+const maxRawKey = 64
+
+// maxKeyFile bounds what is read of a key file.
+const maxKeyFile = 4 << 10
+
+// SaveKey stores the device key sealed by s (mode 0600, written to a
+// temporary file, fsynced, renamed, directory fsynced), replacing any
+// earlier one.
+func (j *Journal) SaveKey(key []byte, s Sealer) error {
+	sealed, err := s.Seal(j.device, key)
+	if err != nil {
+		return fmt.Errorf("journal: device key of %s: %w", j.device, err)
+	}
+	return writeAtomic(j.keyPath(), sealed, 0o600)
+}
+
+// LoadKey returns the stored device key opened by s, or nil if there is
+// none. A raw key left by an earlier version is sealed in its place (the
+// old file's bytes overwritten) before it is returned.
+func (j *Journal) LoadKey(s Sealer) ([]byte, error) {
+	key, raw, err := loadKey(j.dir, j.device, s)
+	if err != nil || !raw {
+		return key, err
+	}
+	if err := j.migrateKey(key, s); err != nil {
+		clear(key)
+		return nil, err
+	}
+	return key, nil
+}
+
+// migrateKey replaces a raw key file by the sealed key: the sealed file is
+// renamed into place first (a crash leaves one of the two, both usable),
+// then the old file, still open, is overwritten with zeros.
+func (j *Journal) migrateKey(key []byte, s Sealer) error {
+	old, err := os.OpenFile(j.keyPath(), os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	defer old.Close()
+	if err := j.SaveKey(key, s); err != nil {
+		return err
+	}
+	if _, err := old.WriteAt(make([]byte, len(key)), 0); err != nil {
+		return fmt.Errorf("journal: zeroise the unsealed key of %s: %w", j.device, err)
+	}
+	if err := old.Sync(); err != nil {
+		return fmt.Errorf("journal: zeroise the unsealed key of %s: %w", j.device, err)
+	}
+	return nil
+}
+
+// loadKey reads and opens device's key file; raw reports a key stored
+// unsealed by an earlier version.
+func loadKey(dir, device string, s Sealer) (key []byte, raw bool, err error) {
+	path := filepath.Join(dir, device+".key")
+	b, err := inputfile.ReadFile(context.Background(), path, maxKeyFile)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("journal: device key of %s: %w", j.device, err)
+		return nil, false, fmt.Errorf("journal: device key of %s: %w", device, err)
 	}
-	return b, nil
+	if len(b) <= maxRawKey {
+		return b, true, nil
+	}
+	key, err = s.Open(device, b)
+	if err != nil {
+		return nil, false, fmt.Errorf("journal: device key of %s: %w", device, err)
+	}
+	return key, false, nil
 }
 
 // DropKey overwrites the stored device key with zeros, fsyncs, and removes
@@ -339,12 +407,12 @@ func Load(dir, device string) ([]Record, error) {
 	return j.records, nil
 }
 
-// LoadKey reads device's stored key in dir (nil if there is none) without
-// opening the journal.
-func LoadKey(dir, device string) ([]byte, error) {
+// LoadKey reads device's stored key in dir (nil if there is none), opened
+// by s, without opening the journal or changing any file.
+func LoadKey(dir, device string, s Sealer) ([]byte, error) {
 	if !devicePattern.MatchString(device) {
 		return nil, fmt.Errorf("journal: device name %q is not a plain file name", device)
 	}
-	j := &Journal{dir: dir, device: device}
-	return j.LoadKey()
+	key, _, err := loadKey(dir, device, s)
+	return key, err
 }

@@ -1,13 +1,19 @@
 package journal
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"fuseline/provisioning/keyseal"
 )
 
 func clock() func() time.Time {
@@ -109,19 +115,32 @@ func TestKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer j.Close()
-	if k, err := j.LoadKey(); k != nil || err != nil || j.HasKey() {
+	seal := keyseal.At(filepath.Join(t.TempDir(), keyseal.FileName))
+	if k, err := j.LoadKey(seal); k != nil || err != nil || j.HasKey() {
 		t.Fatalf("fresh journal has a key: %v %v", k, err)
 	}
 	key := []byte("0123456789abcdef0123456789abcdef")
-	if err := j.SaveKey(key); err != nil {
+	if err := j.SaveKey(key, seal); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(filepath.Join(dir, "dev.key"))
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("key mode %v %v", st.Mode(), err)
 	}
-	if k, _ := j.LoadKey(); string(k) != string(key) {
-		t.Fatal("key does not read back")
+	assertNoKey(t, dir, key)
+	if k, err := j.LoadKey(seal); string(k) != string(key) {
+		t.Fatalf("key does not read back: %v", err)
+	}
+	if k, err := LoadKey(dir, "dev", seal); string(k) != string(key) {
+		t.Fatalf("key does not read back without the journal: %v", err)
+	}
+	// Another station's sealing key does not open it.
+	other := keyseal.At(filepath.Join(t.TempDir(), keyseal.FileName))
+	if _, err := other.Seal("x", key); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := j.LoadKey(other); k != nil || err == nil {
+		t.Fatalf("another station opened the key: %v", err)
 	}
 	for _, r := range j.Records() {
 		t.Fatalf("SaveKey wrote a record %+v", r)
@@ -140,6 +159,61 @@ func TestKeyFile(t *testing.T) {
 		if strings.Contains(e.Name(), "tmp") {
 			t.Errorf("left %s behind", e.Name())
 		}
+	}
+}
+
+// assertNoKey fails if any file under dir holds key in any usual form.
+func assertNoKey(t *testing.T, dir string, key []byte) {
+	t.Helper()
+	forms := [][]byte{key, []byte(hex.EncodeToString(key)), []byte(base64.StdEncoding.EncodeToString(key))}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		for _, f := range forms {
+			if bytes.Contains(b, f) {
+				t.Errorf("%s holds the key", p)
+			}
+		}
+		return nil
+	})
+}
+
+// TestKeyFileUnsealed: a raw key file left by an earlier version still
+// loads (a board abandoned before the upgrade can be resumed) and is
+// sealed in its place on load; a dry run's read changes nothing.
+func TestKeyFileUnsealed(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{16, 32, 64} {
+		dir := t.TempDir()
+		key := bytes.Repeat([]byte{0xA5, 0x3C}, n/2)
+		if err := os.WriteFile(filepath.Join(dir, "dev.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		seal := keyseal.At(filepath.Join(t.TempDir(), keyseal.FileName))
+		if k, err := LoadKey(dir, "dev", seal); !bytes.Equal(k, key) {
+			t.Fatalf("%d-byte raw key: %v", n, err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(dir, "dev.key")); !bytes.Equal(b, key) {
+			t.Fatal("the read-only LoadKey changed the file")
+		}
+		j, err := Open(dir, "dev", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, err := j.LoadKey(seal); !bytes.Equal(k, key) {
+			t.Fatalf("%d-byte raw key: %v", n, err)
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "dev.key"))
+		if !keyseal.IsSealed(b) {
+			t.Fatalf("%d-byte raw key not sealed on load", n)
+		}
+		assertNoKey(t, dir, key)
+		if k, err := j.LoadKey(seal); !bytes.Equal(k, key) {
+			t.Fatalf("sealed key does not read back: %v", err)
+		}
+		j.Close()
 	}
 }
 
