@@ -246,6 +246,9 @@ type region struct {
 	mode     string
 	expected []byte // what flash must hold: ciphertext where encrypted
 	res      *flasher.WriteResult
+	// md5 is the flash MD5 read by this run before the lock (a resumed
+	// run's re-check), nil when not read.
+	md5 *[16]byte
 }
 
 // Run provisions one board: connect, read, plan, burn keys, flash,
@@ -446,8 +449,10 @@ func (x *run) run(ctx context.Context) error {
 			return err
 		}
 	} else {
-		x.skip(PhaseFlash, "", "written and verified by an earlier run of this journal")
 		x.prepareRegions(false)
+		if err := x.recheckFlash(ctx); err != nil {
+			return err
+		}
 	}
 	if err := x.step(PhaseVerify, "", func() error { return x.verify(ctx) }); err != nil {
 		return err
@@ -925,17 +930,68 @@ func (x *run) flash(ctx context.Context) error {
 	if err := x.prepareRegions(true); err != nil {
 		return err
 	}
-	for _, rg := range x.regions {
+	return x.writeRegions(ctx, x.regions, false)
+}
+
+// recheckFlash is a resumed run's flash check before any lock step: the
+// journal says an earlier run wrote and verified flash, but the board may
+// have lost or changed it since (a part that was never persisted, a
+// rework). Every region whose MD5 is not the expected bytes' is written
+// again now, while download mode, register access and the key still
+// allow it; after the lock a wrong flash can only fail the boot check.
+func (x *run) recheckFlash(ctx context.Context) error {
+	var stale []*region
+	err := x.step(PhaseVerify, "resume-recheck", func() error {
+		for _, rg := range x.regions {
+			if rg.expected == nil {
+				continue // no key to compute it: verify says so
+			}
+			got, err := x.sess.FlashMD5(ctx, rg.im.Offset, uint32(len(rg.expected)))
+			if err != nil {
+				return fmt.Errorf("%w: MD5 of %s@0x%x: %w", ErrLink, rg.im.Role, rg.im.Offset, err)
+			}
+			if got == md5.Sum(rg.expected) {
+				rg.md5 = &got
+			} else {
+				stale = append(stale, rg)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(stale) == 0 {
+		x.skip(PhaseFlash, "", "written and verified by an earlier run of this journal; its MD5 re-checked before the lock")
+		return nil
+	}
+	var names []string
+	for _, rg := range stale {
+		names = append(names, fmt.Sprintf("%s@0x%x", rg.im.Role, rg.im.Offset))
+	}
+	x.emit(Event{Phase: PhaseFlash, Kind: EventInfo, Message: "flash no longer holds what an earlier run verified, written again: " + strings.Join(names, ", ")})
+	return x.writeRegions(ctx, stale, true)
+}
+
+// writeRegions writes rgs. raw writes every region as the bytes flash must
+// hold (ciphertext where encrypted, computed with the device key): a
+// resumed run's rewrite, which must work even after
+// DIS_DOWNLOAD_MANUAL_ENCRYPT turned the loader's encrypted writes off.
+func (x *run) writeRegions(ctx context.Context, rgs []*region, raw bool) error {
+	for _, rg := range rgs {
 		name := fmt.Sprintf("%s@0x%x", rg.im.Role, rg.im.Offset)
 		err := x.step(PhaseFlash, name, func() error {
 			if err := x.journalRec(recBegin, "flash:"+name, "", "", nil); err != nil {
 				return err
 			}
 			r := flasher.Region{Name: rg.im.Role, Offset: rg.im.Offset}
-			switch rg.mode {
-			case string(recipe.HostEncrypted):
+			switch {
+			case raw && rg.im.Encrypt:
 				r.Data, r.NoImageCheck = rg.expected, true
-			case string(recipe.ChipEncrypted):
+				rg.mode = string(recipe.HostEncrypted)
+			case rg.mode == string(recipe.HostEncrypted):
+				r.Data, r.NoImageCheck = rg.expected, true
+			case rg.mode == string(recipe.ChipEncrypted):
 				var err error
 				if r.Data, r.Deflated, err = rg.im.chipEncrypted(); err != nil {
 					return fmt.Errorf("provisioning: compress %s: %w", name, err)
@@ -989,6 +1045,8 @@ func (x *run) verify(ctx context.Context) error {
 			x.check(evidence.CheckFlashMD5+":"+name, "flash MD5 against the expected ciphertext", false, "the recipe turned MD5 verification off")
 		case rg.res != nil && rg.res.Verified && rg.res.Size == len(rg.expected):
 			x.check(evidence.CheckFlashMD5+":"+name, fmt.Sprintf("flash MD5 of 0x%x bytes at 0x%x equals the MD5 of the expected bytes (%s), checked after writing", len(rg.expected), rg.im.Offset, rg.mode), rg.res.MD5 == md5.Sum(rg.expected), "the loader's MD5 is of other data")
+		case rg.md5 != nil:
+			x.check(evidence.CheckFlashMD5+":"+name, fmt.Sprintf("flash MD5 of 0x%x bytes at 0x%x equals the MD5 of the expected bytes (%s), re-checked on resuming", len(rg.expected), rg.im.Offset, rg.mode), *rg.md5 == md5.Sum(rg.expected), "the loader's MD5 is of other data")
 		default:
 			got, err := x.sess.FlashMD5(ctx, rg.im.Offset, uint32(len(rg.expected)))
 			if err != nil {

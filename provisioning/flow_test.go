@@ -710,3 +710,82 @@ func TestRunJournalErrorsKeepTheirCause(t *testing.T) {
 		})
 	}
 }
+
+// A resumed run re-checks flash before any lock step instead of trusting
+// the journal's "flash verified": a board whose flash was lost after it
+// was verified (blanked here, after every lock burn but the download
+// lockdown, DIS_DOWNLOAD_MANUAL_ENCRYPT included) gets it written again
+// while download mode and the key still allow it, and passes with a boot.
+func TestRunResumeRewritesLostFlash(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		c    chip.Chip
+		mode recipe.WriteMode
+	}{
+		{"host-encrypted", chip.S3(), recipe.HostEncrypted},
+		{"chip-encrypted", chip.C3(), recipe.ChipEncrypted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, tc.c, workspace.Options{Recipe: workspace.RecipeOptions{WriteMode: tc.mode}})
+			cfg := e.cfg()
+			cfg.Rand, cfg.Stub = fixedRand(5), benchStub()
+			ctx, cancel := context.WithCancel(ctxT(t))
+			cut := false
+			cfg.Progress = func(ev provisioning.Event) {
+				if !cut && ev.Phase == provisioning.PhaseReadback && ev.Kind == provisioning.EventBegin {
+					cut = true
+					cancel()
+				}
+			}
+			if _, err := provisioning.Run(ctx, e.b, cfg); err == nil || !cut {
+				t.Fatalf("the first run was not cut before the read-back: %v", err)
+			}
+			journals, _ := filepath.Glob(filepath.Join(e.data, "journal", "*.jsonl"))
+			if len(journals) != 1 {
+				t.Fatalf("journals %v", journals)
+			}
+			journal, err := os.ReadFile(journals[0])
+			if err != nil || !bytes.Contains(journal, []byte(`"step":"verify","result":"ok"`)) {
+				t.Fatalf("the journal does not say flash was verified (%v):\n%s", err, journal)
+			}
+			dir := filepath.Join(filepath.Dir(e.data), "board")
+			e.b.Close()
+			b2, err := sim.New(virtual.Config{Chip: tc.c, StateDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b2.Close()
+			if v, _ := b2.V.Efuse().Get("DIS_DOWNLOAD_MANUAL_ENCRYPT"); v != 1 {
+				t.Fatal("the lock burns did not run before the cut")
+			}
+			// The flash is lost: the bootloader's and the app's first sectors blank.
+			for _, im := range e.rel.Images {
+				if err := b2.V.WriteFlashSector(im.Offset&^0xFFF, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg = e.cfg()
+			cfg.Probe, cfg.Stub = b2, benchStub()
+			res, err := provisioning.Run(ctxT(t), b2, cfg)
+			if err != nil || res.Verdict != evidence.PASS || !res.Resumed {
+				t.Fatalf("resume: %v, verdict %s, resumed %v: %s", err, res.Verdict, res.Resumed, res.Reason)
+			}
+			rewritten := 0
+			for _, s := range res.Record.Steps {
+				if strings.HasPrefix(s.Name, string(provisioning.PhaseFlash)+":") && s.Result == evidence.StepOK {
+					rewritten++
+				}
+			}
+			if rewritten != len(e.rel.Images) {
+				t.Errorf("%d regions written again, want %d", rewritten, len(e.rel.Images))
+			}
+			for _, c := range res.Record.Checks {
+				if (strings.HasPrefix(c.Name, evidence.CheckFlashMD5) || c.Name == evidence.CheckBootLog) && !c.Verified {
+					t.Errorf("check %s not verified: %s", c.Name, c.Because)
+				}
+			}
+		})
+	}
+}
