@@ -49,7 +49,11 @@ type Config struct {
 	// (badge, login); otherwise the evidence says the name was taken as
 	// given.
 	OperatorAuthenticated bool
-	// Target is "virtual", "qemu" or "board" (evidence); "" means "board".
+	// Target is what is behind the board's link, for the evidence:
+	// evidence.TargetBoard, TargetVirtual or TargetQEMU. "" takes the
+	// board's own word (TargetKind), else a real board (ResolveTarget). It
+	// decides how board-side checks are recorded: observed on a real board,
+	// modelled on anything else.
 	Target string
 	// Lot and SerialNo go into the evidence record.
 	Lot, SerialNo string
@@ -201,6 +205,9 @@ type run struct {
 	now  func() time.Time
 	log  *slog.Logger
 	slot string
+	// target is the run's target (ResolveTarget), which decides how its
+	// board-side checks were established.
+	target string
 
 	raw  Board
 	l    *link
@@ -278,6 +285,11 @@ func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
 	if x.slot == "" {
 		x.slot = "slot0"
 	}
+	target, err := ResolveTarget(cfg.Target, b)
+	if err != nil {
+		return x.res, err
+	}
+	x.target = target
 	x.start = x.now()
 	x.l, x.b = wrap(b, 115200)
 	if x.r.WriteMode == recipe.ChipEncrypted && !cfg.DryRun {
@@ -285,7 +297,7 @@ func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
 		// connecting and burning keys; the flash phase then finds it ready.
 		go x.rel.prepareChipEncrypted()
 	}
-	err := x.run(ctx)
+	err = x.run(ctx)
 	x.finish(ctx, err)
 	return x.res, err
 }
@@ -350,11 +362,20 @@ func (x *run) skip(phase Phase, name, why string) {
 	x.emit(Event{Phase: phase, Step: name, Kind: EventEnd, Result: ResultSkipped, Message: why})
 }
 
+// check records a check of the run's board: how it was established
+// follows from its kind and the run's target (evidence.Establish).
 func (x *run) check(name, what string, ok bool, because string) {
+	x.checkOn(x.target, name, what, ok, because)
+}
+
+// checkOn records a check whose board-side facts came from a board of the
+// given target (a sub-device may be virtual behind a real board).
+func (x *run) checkOn(target, name, what string, ok bool, because string) {
 	c := evidence.Check{Name: name, What: what, Verified: ok}
 	if !ok {
 		c.Because = because
 	}
+	c.Established = evidence.Establish(c.Kind(), target)
 	x.checks = append(x.checks, c)
 }
 
@@ -392,6 +413,9 @@ func (x *run) auditRec(ev audit.Event, result audit.Result, details audit.Detail
 
 func (x *run) run(ctx context.Context) error {
 	for _, c := range x.rel.Checks {
+		// Intake's checks are the host's own (signatures, hashes,
+		// versions): computed, whatever board this is.
+		c.Established = evidence.Establish(c.Kind(), x.target)
 		x.checks = append(x.checks, c)
 	}
 	// Intake ran before the board was connected (Intake); it is the run's

@@ -128,7 +128,7 @@ func (x *run) releaseKey() {
 			return
 		}
 		x.res.EscrowPath = path
-		x.check("key-escrow", "the device key is sealed to the recipe's age recipient beside the evidence", true, "")
+		x.check(evidence.CheckKeyEscrow, "the device key is sealed to the recipe's age recipient beside the evidence", true, "")
 	}
 	if x.j != nil {
 		if err := x.j.DropKey(); err != nil {
@@ -181,10 +181,6 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 	if station == "" {
 		station = "station"
 	}
-	target := x.cfg.Target
-	if target == "" {
-		target = "board"
-	}
 	software := x.cfg.Software
 	if software == "" {
 		software = "fuseline"
@@ -202,7 +198,7 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 		ID:       x.runID,
 		Lot:      x.cfg.Lot,
 		Device:   evidence.Device{MAC: x.mac, Chip: x.r.Chip.Name, Revision: rev, FlashID: flashID, SerialNo: x.cfg.SerialNo},
-		Station:  evidence.Station{ID: station, Slot: x.slot, Software: software, Target: target, LoaderStub: x.stub},
+		Station:  evidence.Station{ID: station, Slot: x.slot, Software: software, Target: x.target, LoaderStub: x.stub},
 		Operator: evidence.Operator{ID: op},
 		Recipe:   evidence.Recipe{Name: x.r.Name, SHA256: evidence.Digest(x.r.Source.SHA256)},
 		Release: evidence.Release{Product: x.rel.Product, Version: x.rel.Version, SecureVersion: x.rel.SecureVersion,
@@ -221,7 +217,8 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 		rec.Station.KeyName = x.cfg.Audit.Origin()
 	}
 	rec.Checks = append(rec.Checks, evidence.Check{Name: evidence.CheckOperator, What: "the operator was authenticated by the station",
-		Verified: x.cfg.OperatorAuthenticated, Because: map[bool]string{false: "the operator name was taken as given (--operator), not authenticated"}[x.cfg.OperatorAuthenticated]})
+		Verified: x.cfg.OperatorAuthenticated, Because: map[bool]string{false: "the operator name was taken as given (--operator), not authenticated"}[x.cfg.OperatorAuthenticated],
+		Established: evidence.Establish(evidence.CheckOperator, x.target)})
 	for _, rg := range x.regions {
 		im := rg.im
 		// The evidence names the file by its base name: a bundle keeps

@@ -132,6 +132,13 @@ func (l *subdeviceLinks) Subdevice(ctx context.Context, device string) (release.
 			return fmt.Errorf("%w: sub-device %s (%s): %w", ErrLink, device, sd.Link, err)
 		}
 		w.close = closeFn
+		// A link says nothing of what is behind it (TargetOf); on a run
+		// whose own board is a model the sub-devices are taken as models
+		// too, so the record never holds an observation beside a model's.
+		w.target = TargetOf(b)
+		if x.target != evidence.TargetBoard {
+			w.target = x.target
+		}
 		l.open[device] = w
 		fc := flasher.Config{Chip: sd.Chip.Arg(), Log: x.log.With("subdevice", device), Progress: x.flasherProgress}
 		s, err := flasher.Connect(ctx, b, b, fc)
@@ -169,6 +176,9 @@ type subdeviceWriter struct {
 	sd    recipe.Subdevice
 	sess  *flasher.Session
 	close func()
+	// target is the sub-device's own target (TargetOf): a virtual
+	// sub-device's checks are modelled even behind a real board.
+	target string
 }
 
 // WriteImage implements release.SubdeviceWriter. It reads the whole image
@@ -182,7 +192,7 @@ func (w *subdeviceWriter) WriteImage(ctx context.Context, f release.File, r io.R
 	what := fmt.Sprintf("subdevice %s: image %s written and MD5-verified", w.sd.Name, f.Path)
 	return x.step(PhaseFlash, name, func() error {
 		if f.Size > MaxImageSize {
-			x.check(checkName, what, false, "the image is too large")
+			x.checkOn(w.target, checkName, what, false, "the image is too large")
 			return fmt.Errorf("%w: %s: %d bytes: larger than %d", ErrVerify, f.Path, f.Size, MaxImageSize)
 		}
 		data, err := io.ReadAll(io.LimitReader(r, MaxImageSize+1))
@@ -190,7 +200,7 @@ func (w *subdeviceWriter) WriteImage(ctx context.Context, f release.File, r io.R
 			err = fmt.Errorf("read %d of %d bytes", len(data), f.Size)
 		}
 		if err != nil {
-			x.check(checkName, what, false, "the image did not authenticate; nothing was sent")
+			x.checkOn(w.target, checkName, what, false, "the image did not authenticate; nothing was sent")
 			x.auditRec(audit.EventRegionWritten, audit.ResultFail, audit.Details{"subdevice": w.sd.Name, "region": f.Region(), "file": f.Path, "error": "not authenticated"})
 			// A *release.RegionError stays in the chain for Route.
 			return fmt.Errorf("%w: %s for sub-device %s: %w", ErrVerify, f.Path, w.sd.Name, err)
@@ -204,7 +214,7 @@ func (w *subdeviceWriter) WriteImage(ctx context.Context, f release.File, r io.R
 		}
 		if err != nil {
 			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
-			x.check(checkName, what, false, err.Error())
+			x.checkOn(w.target, checkName, what, false, err.Error())
 			x.auditRec(audit.EventRegionWritten, audit.ResultFail, audit.Details{"subdevice": w.sd.Name, "region": f.Region(), "file": f.Path, "error": truncate(err.Error(), 256)})
 			if _, ok := errors.AsType[*flasher.VerifyError](err); ok || errors.Is(err, ErrVerify) {
 				return fmt.Errorf("%w: sub-device %s: %w", ErrVerify, w.sd.Name, err)
@@ -215,7 +225,7 @@ func (w *subdeviceWriter) WriteImage(ctx context.Context, f release.File, r io.R
 		sum := evidence.Digest(sha256.Sum256(data))
 		x.subImages = append(x.subImages, evidence.Image{Role: "subdevice/" + w.sd.Name, File: path.Base(f.Path), Offset: f.Offset,
 			Size: int64(len(data)), PlaintextSHA256: sum, WrittenSHA256: sum, WriteMode: "plain", SignatureKeyDigests: []evidence.Digest{}})
-		x.check(checkName, what, true, "")
+		x.checkOn(w.target, checkName, what, true, "")
 		x.auditRec(audit.EventRegionWritten, audit.ResultOK, audit.Details{"subdevice": w.sd.Name, "region": f.Region(), "file": f.Path,
 			"written_sha256": fmt.Sprintf("%x", sha256.Sum256(data)), "md5_verified": "true"})
 		return x.journalRec(recEnd, name, ResultOK, "", nil)

@@ -16,6 +16,7 @@ import (
 
 	"fuseline/esp/chip"
 	"fuseline/fixtures/virtual"
+	"fuseline/reports/evidence"
 )
 
 // Board is a virtual board with its host port attached.
@@ -46,6 +47,10 @@ func (b *Board) SetReadDeadline(t time.Time) error { return b.P.SetReadDeadline(
 
 // SetBaud changes the host's baud rate.
 func (b *Board) SetBaud(baud int) error { return b.P.SetBaud(baud) }
+
+// TargetKind says the board is Fuseline's virtual board
+// (provisioning.TargetKind): its checks are modelled, never observed.
+func (b *Board) TargetKind() string { return evidence.TargetVirtual }
 
 // Reset resets the chip into m through its EN and BOOT lines.
 func (b *Board) Reset(ctx context.Context, m chip.BootMode) error { return b.V.Reset(ctx, m) }

@@ -39,8 +39,9 @@ func (e *FormatError) Error() string {
 func (e *FormatError) Unwrap() error { return e.Err }
 
 // Parse decodes one evidence record and validates it. Unknown fields, a
-// schema other than Schema, trailing data and invalid values are errors
-// (*FormatError). Parse does not require the canonical form; Canonical does.
+// schema other than Schema or SchemaV1, trailing data and invalid values
+// are errors (*FormatError). Parse does not require the canonical form;
+// Canonical does.
 func Parse(b []byte) (*Record, error) {
 	if len(b) > MaxRecordSize {
 		return nil, &FormatError{Offset: MaxRecordSize, Err: fmt.Errorf("record is %d bytes, limit %d", len(b), MaxRecordSize)}
@@ -175,8 +176,8 @@ func (r *Record) Validate() error {
 	bad := func(field, format string, a ...any) error {
 		return &FormatError{Offset: -1, Field: field, Err: fmt.Errorf(format, a...)}
 	}
-	if r.Schema != Schema {
-		return bad("schema", "is %q, want %q", r.Schema, Schema)
+	if r.Schema != Schema && r.Schema != SchemaV1 {
+		return bad("schema", "is %q, want %q (or the older %q)", r.Schema, Schema, SchemaV1)
 	}
 	if !tokenPattern.MatchString(r.ID) {
 		return bad("id", "%q is not a token (letters, digits, . _ -)", r.ID)
@@ -268,6 +269,9 @@ func (r *Record) Validate() error {
 		if !c.Verified && strings.TrimSpace(c.Because) == "" {
 			return bad(p+".because", "is empty for a check that was not verified: say why")
 		}
+		if err := r.validEstablished(c); err != nil {
+			return bad(p+".established", "%v", err)
+		}
 	}
 	switch r.Result.Verdict {
 	case PASS:
@@ -297,6 +301,30 @@ func (r *Record) Validate() error {
 	}
 	if r.Timing.Duration < 0 {
 		return bad("timing.duration", "is negative")
+	}
+	return nil
+}
+
+// validEstablished checks a check's establishment against the schema and
+// the target: v1 records have none; v2 records say observed, computed or
+// modelled, and a record of a virtual or QEMU target cannot say observed
+// (a model's answer is never an observation of silicon).
+func (r *Record) validEstablished(c Check) error {
+	if r.Schema == SchemaV1 {
+		if c.Established != "" {
+			return fmt.Errorf("is %q in a %s record, which has no establishment", c.Established, SchemaV1)
+		}
+		return nil
+	}
+	switch c.Established {
+	case Observed, Computed, Modelled:
+	case "":
+		return fmt.Errorf("is empty: say how the check was established (%s, %s or %s)", Observed, Computed, Modelled)
+	default:
+		return fmt.Errorf("is %q, want %s, %s or %s", c.Established, Observed, Computed, Modelled)
+	}
+	if c.Established == Observed && r.Station.Target != TargetBoard {
+		return fmt.Errorf("is %s on target %q: only a real board (%s) is observed", Observed, r.Station.Target, TargetBoard)
 	}
 	return nil
 }

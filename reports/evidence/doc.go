@@ -5,11 +5,15 @@
 //
 // # Record
 //
-// A Record is schema "fuseline.evidence/v1": who did what to which device,
+// A Record is schema "fuseline.evidence/v2": who did what to which device,
 // with which recipe and release, the eFuse state before and after, every step
 // with its timing and result, every verification check ("verified" or "not
-// verified, because …", never a silent skip) and the final verdict (PASS, FAIL
-// or REFUSED with a reason). Key material never enters a record: key blocks
+// verified, because …", never a silent skip) with how it was established
+// (observed on a real board, computed on the host, or modelled by a virtual
+// board or emulator: Establish), and the final verdict (PASS, FAIL or
+// REFUSED with a reason). Records of the first schema, "fuseline.evidence/v1"
+// (no establishment), still parse and verify; Record.Establishment says
+// what can be told of theirs. Key material never enters a record: key blocks
 // are carried as KeyDigest values (SHA-256 of the block), which only
 // NewEfuseSnapshot and JSON decoding can make, and eFuse fields that hold key
 // bits are refused by name.

@@ -183,7 +183,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("%v (run with -update to create)", err)
 			}
 			if !bytes.Equal(b, want) {
-				t.Errorf("canonical bytes of board %d differ from %s (the v1 format changed? then it needs a new schema version)", tc.i, path)
+				t.Errorf("canonical bytes of board %d differ from %s (the %s format changed? then it needs a new schema version)", tc.i, path, evidence.Schema)
 			}
 		})
 	}
@@ -221,7 +221,9 @@ func TestParseErrors(t *testing.T) {
 		{"trailing", append(append([]byte{}, good...), "{}"...), "", true},
 		{"unknown field", edit(func(m map[string]any) { m["key"] = "x" }), "", true},
 		{"wrong type", edit(func(m map[string]any) { obj(m, "timing")["baud"] = "fast" }), "timing.baud", true},
-		{"schema", edit(func(m map[string]any) { m["schema"] = "fuseline.evidence/v2" }), "schema", false},
+		{"schema", edit(func(m map[string]any) { m["schema"] = "fuseline.evidence/v3" }), "schema", false},
+		{"v1 schema over v2 checks", edit(func(m map[string]any) { m["schema"] = evidence.SchemaV1 }), "checks[0].established", false},
+		{"check without establishment", edit(func(m map[string]any) { delete(list(m, "checks", 2), "established") }), "checks[2].established", false},
 		{"mac", edit(func(m map[string]any) { obj(m, "device")["mac"] = "3C:61:05:00:00:03" }), "device.mac", false},
 		{"operator", edit(func(m map[string]any) { obj(m, "operator")["id"] = "" }), "operator.id", false},
 		{"verdict", edit(func(m map[string]any) { obj(m, "result")["verdict"] = "MAYBE" }), "result.verdict", false},

@@ -46,6 +46,7 @@ func seedTestdata(f *testing.F, glob string) {
 // field; what parses re-encodes to canonical bytes that parse the same.
 func FuzzParse(f *testing.F) {
 	seedTestdata(f, "*.json")
+	seedTestdata(f, "v1/*.json")
 	f.Add([]byte(`{}`))
 	f.Add([]byte(`{"schema":"fuseline.evidence/v1","id":"x"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -6,7 +6,18 @@ import (
 
 // Schema is the value of Record.Schema for this version of the record. A
 // change that an old reader would misread gets a new version.
-const Schema = "fuseline.evidence/v1"
+//
+// v2 added Check.Established (how each check was established: observed,
+// computed or modelled). Parse still reads SchemaV1 records, whose checks
+// carry no establishment (Record.Establishment says what can still be
+// told), so evidence signed before v2 keeps verifying byte for byte.
+const Schema = "fuseline.evidence/v2"
+
+// SchemaV1 is the first schema: no Check.Established.
+const SchemaV1 = "fuseline.evidence/v1"
+
+// Schemas lists every schema Parse reads, oldest first.
+func Schemas() []string { return []string{SchemaV1, Schema} }
 
 // Record is the evidence of one provisioning run on one device. Build it with
 // the provisioning flow, then Marshal (canonical bytes) and Sign.
@@ -42,7 +53,7 @@ type Station struct {
 	Slot     string `json:"slot"`     // fixture slot ("slot2"); may be empty
 	KeyName  string `json:"key_name"` // name in the station's note verifier key
 	Software string `json:"software"` // fuseline version that ran
-	Target   string `json:"target"`   // virtual, qemu or board
+	Target   string `json:"target"`   // TargetVirtual, TargetQEMU or TargetBoard
 	// LoaderStub is the SHA-256 of the flasher-stub file the station ran
 	// in the chip's RAM to write its flash (the code that saw the
 	// plaintext in chip-encrypted writes); zero when only the ROM loader
@@ -152,6 +163,7 @@ const (
 	CheckBootLog            = "boot-log"              // the board booted the release
 	CheckLockdown           = "lockdown"              // final eFuse state has the recipe's lockdown bits
 	CheckOperator           = "operator-auth"         // the operator was authenticated by the station
+	CheckKeyEscrow          = "key-escrow"            // the device key was sealed to the recipe's escrow recipient
 )
 
 // CheckKinds lists every known check kind.
@@ -159,7 +171,7 @@ func CheckKinds() []string {
 	return []string{
 		CheckManifestSignature, CheckImageHash, CheckSecureBoot, CheckSecureVersion,
 		CheckEfuseReadback, CheckKeyReadProtected, CheckFlashMD5, CheckDecryptedSignature,
-		CheckSPIProbe, CheckBootLog, CheckLockdown, CheckOperator,
+		CheckSPIProbe, CheckBootLog, CheckLockdown, CheckOperator, CheckKeyEscrow,
 	}
 }
 
@@ -175,6 +187,89 @@ type Check struct {
 	// Because is why the check did not verify (it failed, or could not be
 	// done); required when Verified is false.
 	Because string `json:"because"`
+	// Established is how the fact the check rests on was obtained:
+	// Observed, Computed or Modelled (Establish decides it). Required from
+	// schema v2 on; absent in v1 records (omitted, so their canonical bytes
+	// are unchanged).
+	Established string `json:"established,omitempty"`
+}
+
+// Target kinds (Station.Target): what the station talked to.
+const (
+	TargetBoard   = "board"   // a real board: a serial port, socket or RFC 2217 server leading to silicon
+	TargetVirtual = "virtual" // Fuseline's virtual board (fixtures/virtual)
+	TargetQEMU    = "qemu"    // Espressif's QEMU
+)
+
+// How a check was established (Check.Established). An IEC 62443 assessor
+// reads these as: only Observed is a fact about a shipped device's
+// silicon; Computed is the station's own arithmetic over the release,
+// recipe and keys (true whatever board is attached); Modelled is what a
+// model of the chip answered and proves nothing about a shipped device.
+const (
+	// Observed: seen on a real board: the chip's answers over its serial
+	// link (flash MD5, eFuse read-back), its UART (the boot log), the
+	// fixture's SPI probe on its flash.
+	Observed = "observed"
+	// Computed: computed on the host: signatures, hashes, versions,
+	// decrypting the expected ciphertext, the operator's login.
+	Computed = "computed"
+	// Modelled: answered by a model of the board (the virtual board, an
+	// emulator such as QEMU), not by silicon.
+	Modelled = "modelled"
+	// Unrecorded is what Record.Establishment returns for a board-side
+	// check of a v1 record on a real-board target: v1 did not record it,
+	// and v1 stations recorded some links to virtual boards as "board".
+	Unrecorded = "unrecorded"
+)
+
+// hostKinds are the check kinds whose fact the station computes itself,
+// whatever board is attached; every other kind rests on what the board
+// (or a model of it) answered.
+var hostKinds = map[string]bool{
+	CheckManifestSignature:  true,
+	CheckImageHash:          true,
+	CheckSecureBoot:         true,
+	CheckSecureVersion:      true,
+	CheckDecryptedSignature: true,
+	CheckOperator:           true,
+	CheckKeyEscrow:          true,
+}
+
+// HostComputed reports whether checks of kind are computed on the host
+// (true) or rest on the board's answers (false; unknown kinds too, so a new
+// kind never claims the host's certainty by default).
+func HostComputed(kind string) bool { return hostKinds[kind] }
+
+// Establish is how a check of kind is established on a run against
+// target: Computed for a host-side kind; for a board-side kind Observed on
+// a real board (TargetBoard) and Modelled on anything else (the virtual
+// board, QEMU, or a target the record does not name).
+func Establish(kind, target string) string {
+	switch {
+	case HostComputed(kind):
+		return Computed
+	case target == TargetBoard:
+		return Observed
+	}
+	return Modelled
+}
+
+// Establishment is how check c of r was established: c.Established when
+// the record holds it (schema v2). For a v1 record it is what can still be
+// told: Computed for a host-side kind, Modelled for a board-side kind on a
+// virtual or QEMU target, and Unrecorded otherwise.
+func (r *Record) Establishment(c Check) string {
+	if c.Established != "" {
+		return c.Established
+	}
+	switch {
+	case HostComputed(c.Kind()):
+		return Computed
+	case r.Station.Target == TargetVirtual || r.Station.Target == TargetQEMU:
+		return Modelled
+	}
+	return Unrecorded
 }
 
 // Kind is the check kind: Name up to the first ":".

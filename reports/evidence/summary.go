@@ -127,10 +127,72 @@ func WriteSummary(w io.Writer, r *Record) error {
 			notv = append(notv, c)
 		}
 	}
-	p("Checks    %d verified, %d not verified\n", verified, len(notv))
+	p("Checks    %d verified, %d not verified; %s\n", verified, len(notv), establishedCounts(r))
 	for _, g := range groupBy(notv, func(Check) bool { return true },
 		func(c Check) string { return oneLine(c.Status()) }, func(c Check) string { return c.Name }) {
 		p("          %s\n", wrap(strings.Join(g.names, ", ")+": "+g.key, 88, "            "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// establishedCounts says how the record's checks were established:
+// "3 computed, 5 modelled".
+func establishedCounts(r *Record) string {
+	n := map[string]int{}
+	for _, c := range r.Checks {
+		n[r.Establishment(c)]++
+	}
+	var parts []string
+	for _, how := range []string{Observed, Computed, Modelled, Unrecorded} {
+		if n[how] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n[how], how))
+		}
+	}
+	if len(parts) == 0 {
+		return "none recorded"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// EstablishedText is how an auditor reads an establishment: what it
+// proves for a shipped device.
+func EstablishedText(how string) string {
+	switch how {
+	case Observed:
+		return "observed on the board"
+	case Computed:
+		return "computed on the host"
+	case Modelled:
+		return "modelled: not proof for a shipped device"
+	case Unrecorded:
+		return "not recorded (" + SchemaV1 + "): not proof by observation"
+	}
+	return how
+}
+
+// WriteChecks lists every check of r, one block each: name, outcome and
+// how it was established, then what it compared and, when it did not
+// verify, why. `fuseline report device` prints it after the summary.
+func WriteChecks(w io.Writer, r *Record) error {
+	var b strings.Builder
+	width := 0
+	for _, c := range r.Checks {
+		width = max(width, len(c.Name))
+	}
+	fmt.Fprintf(&b, "Checks (%d): outcome, how established\n", len(r.Checks))
+	for _, c := range r.Checks {
+		outcome := "verified"
+		if !c.Verified {
+			outcome = "NOT verified"
+		}
+		fmt.Fprintf(&b, "  %-*s  %-12s  %s\n", width, c.Name, outcome, EstablishedText(r.Establishment(c)))
+		if c.What != "" {
+			fmt.Fprintf(&b, "  %*s  %s\n", width, "", wrap(oneLine(c.What), 88, "  "+strings.Repeat(" ", width)+"  "))
+		}
+		if !c.Verified {
+			fmt.Fprintf(&b, "  %*s  %s\n", width, "", wrap("because "+oneLine(c.Because), 88, "  "+strings.Repeat(" ", width)+"  "))
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

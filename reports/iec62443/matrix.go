@@ -1,9 +1,15 @@
 // Package iec62443 is Fuseline's requirement matrix for IEC 62443-4-2: for
 // each requirement Fuseline helps a product meet, how it is met, which fields
-// of the evidence record (reports/evidence, schema fuseline.evidence/v1)
+// of the evidence record (reports/evidence, schema fuseline.evidence/v2)
 // prove it for a device, which evidence checks must have verified, and which
 // specs test it (design.md, "Who uses it": the auditor's control-to-
 // requirement matrix).
+//
+// A check counts toward a requirement only when it was observed on a real
+// board or computed on the host (evidence.Observed, evidence.Computed). A
+// check a model answered (the virtual board, QEMU: evidence.Modelled) is
+// never proof for a shipped device, and neither is a board-side check of a
+// v1 record, which did not say how it was established (CountingRule).
 //
 // The standard's text is copyrighted: the matrix cites requirement IDs only,
 // and every description here is Fuseline's own wording. Validate ties the
@@ -46,11 +52,19 @@ type Requirement struct {
 
 // Matrix is the whole table.
 type Matrix struct {
-	Standard       string        `json:"standard"`
-	EvidenceSchema string        `json:"evidence_schema"`
-	Note           string        `json:"note"`
-	Requirements   []Requirement `json:"requirements"`
+	Standard       string `json:"standard"`
+	EvidenceSchema string `json:"evidence_schema"`
+	Note           string `json:"note"`
+	// Counting says which checks count as proof (CountingRule).
+	Counting     string        `json:"counting"`
+	Requirements []Requirement `json:"requirements"`
 }
+
+// CountingRule is how Met counts a check, as the matrix states it.
+const CountingRule = "A check counts toward a requirement only when it verified and was observed on a real board " +
+	"(its serial answers, its UART, the fixture's SPI probe) or computed on the station. A check answered by a model " +
+	"(Fuseline's virtual board or QEMU: \"modelled\") is not proof for a shipped device, nor is a board-side check of a " +
+	evidence.SchemaV1 + " record, which did not record how it was established."
 
 // Fuseline returns the matrix for this version of Fuseline. Each call
 // returns a fresh value.
@@ -58,6 +72,7 @@ func Fuseline() Matrix {
 	return Matrix{
 		Standard:       Standard,
 		EvidenceSchema: evidence.Schema,
+		Counting:       CountingRule,
 		Note: "Requirement IDs only; descriptions are Fuseline's own wording, not the standard's text. " +
 			"Component-level support that a product built with Fuseline inherits; the product's own security " +
 			"level assessment remains the integrator's.",
@@ -148,7 +163,7 @@ func Fuseline() Matrix {
 				EvidenceFields: []string{"release.manifest_sha256", "images.plaintext_sha256", "images.written_sha256",
 					"images.signature_key_digests", "efuse.after.fields.SECURE_BOOT_EN", "checks.verified"},
 				Checks: []string{evidence.CheckManifestSignature, evidence.CheckImageHash, evidence.CheckSecureBoot,
-					evidence.CheckFlashMD5, evidence.CheckDecryptedSignature},
+					evidence.CheckFlashMD5, evidence.CheckDecryptedSignature, evidence.CheckBootLog},
 				Artifacts: []string{"evidence signature", "audit-log inclusion proof", "release images (hash-checked by report verify)"},
 				Specs: []string{
 					"specs/eol › intake › stops before touching a board when an image signature is wrong",
@@ -251,9 +266,23 @@ func (m Matrix) Validate() error {
 }
 
 // Met reports whether rec shows the requirement met on that device: the
-// device passed and every check kind the requirement names was recorded and
-// verified on it. why says what is missing when not.
+// device passed and every check kind the requirement names was recorded,
+// verified, and observed on the board or computed on the host (a modelled
+// check, or a board-side check of a v1 record, is no proof for a shipped
+// device: CountingRule). why says what is missing when not.
 func (r Requirement) Met(rec *evidence.Record) (ok bool, why string) {
+	return r.met(rec, false)
+}
+
+// MetByModel reports whether rec would show the requirement met if checks
+// a model answered counted: when Met is false and MetByModel true, the
+// requirement is not met on that device only for want of observation.
+func (r Requirement) MetByModel(rec *evidence.Record) bool {
+	ok, _ := r.met(rec, true)
+	return ok
+}
+
+func (r Requirement) met(rec *evidence.Record, anyHow bool) (ok bool, why string) {
 	if rec.Result.Verdict != evidence.PASS {
 		return false, "device " + rec.Result.Verdict + ": " + rec.Result.Reason
 	}
@@ -267,10 +296,21 @@ func (r Requirement) Met(rec *evidence.Record) (ok bool, why string) {
 			if !c.Verified {
 				return false, c.Name + ": " + c.Status()
 			}
+			if !anyHow && !Counts(rec, c) {
+				return false, c.Name + ": " + evidence.EstablishedText(rec.Establishment(c))
+			}
 		}
 		if !found {
 			return false, kind + ": no such check recorded"
 		}
 	}
 	return true, ""
+}
+
+// Counts reports whether check c of rec can be proof for a shipped device
+// by how it was established: observed on a real board or computed on the
+// host. Whether it verified is the caller's to ask.
+func Counts(rec *evidence.Record, c evidence.Check) bool {
+	how := rec.Establishment(c)
+	return how == evidence.Observed || how == evidence.Computed
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,7 +14,7 @@ import (
 )
 
 // TestMatrixMatchesSchema is what keeps the matrix from rotting: every
-// evidence field it names must exist in fuseline.evidence/v1 (by reflection
+// evidence field it names must exist in the evidence schema (by reflection
 // over the JSON tags) and every check kind must be one the record defines.
 func TestMatrixMatchesSchema(t *testing.T) {
 	t.Parallel()
@@ -105,6 +106,11 @@ func TestRender(t *testing.T) {
 			}
 		}
 	}
+	for name, out := range map[string]string{"md": md.String(), "html": html.String()} {
+		if !strings.Contains(out, "not proof for a shipped device") {
+			t.Errorf("%s output does not say what counts as proof", name)
+		}
+	}
 	if !strings.HasPrefix(html.String(), "<!DOCTYPE html>") || strings.Contains(html.String(), "ZgotmplZ") {
 		t.Error("html output is not a clean page")
 	}
@@ -117,23 +123,36 @@ func TestRender(t *testing.T) {
 func TestMet(t *testing.T) {
 	t.Parallel()
 	m := iec62443.Fuseline()
+	cr11, _ := m.Requirement("CR 1.1")
 	cr34, _ := m.Requirement("CR 3.4")
 	cr41, _ := m.Requirement("CR 4.1")
-	pass := evidencetest.Board(evidencetest.LotOptions{}, 0)
-	noProbe := evidencetest.Board(evidencetest.LotOptions{}, 2) // PASS, SPI probe not verified
-	fail := evidencetest.Board(evidencetest.LotOptions{}, 3)
+	onBoard := evidencetest.LotOptions{Target: evidence.TargetBoard}
+	pass := evidencetest.Board(onBoard, 0)
+	noProbe := evidencetest.Board(onBoard, 2) // PASS, SPI probe not verified
+	fail := evidencetest.Board(onBoard, 3)
+	virtualPass := evidencetest.Board(evidencetest.LotOptions{Target: evidence.TargetVirtual}, 0)
+	v1Board, v1Virtual := asV1(pass), asV1(virtualPass)
 	for _, tc := range []struct {
-		name string
-		req  iec62443.Requirement
-		rec  *evidence.Record
-		ok   bool
-		why  string
+		name    string
+		req     iec62443.Requirement
+		rec     *evidence.Record
+		ok      bool
+		why     string
+		byModel bool // MetByModel
 	}{
-		{"pass", cr34, pass, true, ""},
-		{"optional check not verified", cr34, noProbe, true, ""},
-		{"failed device", cr34, fail, false, "FAIL"},
-		{"check missing", cr41, dropChecks(pass, evidence.CheckKeyReadProtected), false, "no such check"},
-		{"check not verified", cr34, unverify(pass, "flash-md5:app@0x10000"), false, "not verified, because"},
+		{"pass", cr34, pass, true, "", true},
+		{"optional check not verified", cr34, noProbe, true, "", true},
+		{"failed device", cr34, fail, false, "FAIL", false},
+		{"check missing", cr41, dropChecks(pass, evidence.CheckKeyReadProtected), false, "no such check", false},
+		{"check not verified", cr34, unverify(pass, "flash-md5:app@0x10000"), false, "not verified, because", false},
+		// A boot a model printed proves nothing about a shipped device.
+		{"modelled boot", cr34, establish(pass, evidence.CheckBootLog, evidence.Modelled), false,
+			"boot-log: modelled: not proof for a shipped device", true},
+		{"virtual board", cr34, virtualPass, false, "modelled: not proof for a shipped device", true},
+		{"virtual board, host-side requirement", cr11, virtualPass, true, "", true},
+		{"v1 record on a board target", cr34, v1Board, false, "not recorded (fuseline.evidence/v1)", true},
+		{"v1 record on a virtual target", cr41, v1Virtual, false, "modelled: not proof for a shipped device", true},
+		{"v1 record, host-side requirement", cr11, v1Board, true, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -141,8 +160,42 @@ func TestMet(t *testing.T) {
 			if ok != tc.ok || !strings.Contains(why, tc.why) {
 				t.Errorf("Met = %v, %q", ok, why)
 			}
+			if got := tc.req.MetByModel(tc.rec); got != tc.byModel {
+				t.Errorf("MetByModel = %v, want %v", got, tc.byModel)
+			}
 		})
 	}
+}
+
+// The boot log is one of CR 3.4's checks, so only an observed boot counts.
+func TestCR34NeedsTheBoot(t *testing.T) {
+	t.Parallel()
+	cr34, _ := iec62443.Fuseline().Requirement("CR 3.4")
+	if !slices.Contains(cr34.Checks, evidence.CheckBootLog) {
+		t.Fatalf("CR 3.4 checks %v lack %s", cr34.Checks, evidence.CheckBootLog)
+	}
+}
+
+func establish(r *evidence.Record, kind, how string) *evidence.Record {
+	c := *r
+	c.Checks = append([]evidence.Check(nil), r.Checks...)
+	for i := range c.Checks {
+		if c.Checks[i].Kind() == kind {
+			c.Checks[i].Established = how
+		}
+	}
+	return &c
+}
+
+// asV1 is r as a v1 station wrote it: no establishment.
+func asV1(r *evidence.Record) *evidence.Record {
+	c := *r
+	c.Schema = evidence.SchemaV1
+	c.Checks = append([]evidence.Check(nil), r.Checks...)
+	for i := range c.Checks {
+		c.Checks[i].Established = ""
+	}
+	return &c
 }
 
 func dropChecks(r *evidence.Record, kind string) *evidence.Record {

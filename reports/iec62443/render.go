@@ -24,6 +24,9 @@ func (m Matrix) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s requirement matrix — Fuseline\n\n", m.Standard)
 	fmt.Fprintf(&b, "Evidence schema: `%s`. %s\n\n", m.EvidenceSchema, m.Note)
+	if m.Counting != "" {
+		fmt.Fprintf(&b, "**What counts:** %s\n\n", m.Counting)
+	}
 	b.WriteString("| Requirement | Topic (our wording) | Checks that must verify | Specs |\n|---|---|---|---|\n")
 	for _, r := range m.Requirements {
 		fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", r.ID, mdCell(r.Topic), mdCell(codeList(r.Checks)), len(r.Specs))
@@ -70,6 +73,7 @@ th{background:#eee}code{font-size:.9em}ul{margin:.2em 0;padding-left:1.2em}.note
 </style></head><body>
 <h1>{{.Standard}} requirement matrix — Fuseline</h1>
 <p class="note">Evidence schema <code>{{.EvidenceSchema}}</code>. {{.Note}}</p>
+{{if .Counting}}<p class="counting"><b>What counts:</b> {{.Counting}}</p>{{end}}
 <table>
 <thead><tr><th>Requirement</th><th>How Fuseline meets it</th><th>Evidence fields</th><th>Checks that must verify</th><th>Tested by</th></tr></thead>
 <tbody>

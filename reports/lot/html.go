@@ -24,7 +24,7 @@ body{font-family:system-ui,sans-serif;margin:2em;max-width:72em;color:#222}
 h1{margin-bottom:.2em}.meta{color:#555;margin-top:0}
 table{border-collapse:collapse;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left}
 th{background:#f0f0f0}td.num{text-align:right}.pass{color:#2e8b57}.fail{color:#c0392b}.refused{color:#e67e22}
-.totals td:first-child{font-weight:600}.chart svg{max-width:100%;height:auto}
+.totals td:first-child{font-weight:600}.chart svg{max-width:100%;height:auto}.modelled{color:#8e44ad}
 </style></head><body>
 <h1>{{.R.Title}}</h1>
 <p class="meta">Lots {{join .R.Lots}} · stations {{join .R.Stations}} · releases {{join .R.Releases}} · {{ts .R.First}} to {{ts .R.Last}}.
@@ -41,7 +41,11 @@ Built from {{.R.Totals.Records}} evidence records; signatures are not checked he
 <tr><td>First-pass yield</td><td class="num">{{pct .R.Totals.FirstPassYield}}</td></tr>
 <tr><td>Retested devices</td><td class="num">{{.R.Totals.Retested}}</td></tr>
 <tr><td>Checks not verified on PASS boards</td><td class="num">{{.R.Totals.NotVerified}}</td></tr>
+<tr><td>PASS boards with modelled checks (not proof for a shipped device)</td><td class="num" id="modelled">{{.R.Totals.Modelled}}</td></tr>
 </table>
+{{if .R.Totals.Modelled}}<p class="modelled" id="modelled-note">{{.R.Totals.Modelled}} PASS record(s) hold checks that a model answered
+(Fuseline's virtual board or an emulator) or that do not say how they were established: those checks are modelled,
+not observed on a board, and are not proof for a shipped device.</p>{{end}}
 
 <h2>Failures by reason</h2>
 {{if .R.Failures}}<table>
@@ -60,11 +64,13 @@ Built from {{.R.Totals.Records}} evidence records; signatures are not checked he
 <div class="chart">{{.Chart}}</div>
 
 <h2>Devices</h2>
+<p class="meta">Checks established: observed on the board, computed on the station, or modelled (a virtual board or emulator answered: not proof for a shipped device).</p>
 <table>
-<thead><tr><th>#</th><th>MAC</th><th>Chip</th><th>Verdict</th><th>Reason</th><th>Time</th><th>Not verified</th><th>Operator</th><th>Station</th><th>Start (UTC)</th></tr></thead>
+<thead><tr><th>#</th><th>MAC</th><th>Chip</th><th>Verdict</th><th>Reason</th><th>Time</th><th>Not verified</th><th>Target</th><th>Checks established</th><th>Operator</th><th>Station</th><th>Start (UTC)</th></tr></thead>
 <tbody>{{range .R.Devices}}
 <tr id="{{.ID}}"><td class="num">{{.N}}</td><td><code>{{.MAC}}</code></td><td>{{.Chip}}</td><td class="{{lc .Verdict}}">{{.Verdict}}</td>
 <td>{{if .Code}}<code>{{.Code}}</code> {{end}}{{.Reason}}</td><td class="num">{{secs .Duration}}</td><td class="num">{{.NotVerified}}</td>
+<td>{{.Target}}</td><td class="established{{if .ModelledOnly}} modelled{{end}}">{{.EstablishedText}}</td>
 <td>{{.Operator}}</td><td>{{.Station}}</td><td>{{ts .Start}}</td></tr>{{end}}
 </tbody></table>
 </body></html>

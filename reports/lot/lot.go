@@ -51,6 +51,11 @@ type Totals struct {
 	Yield, FirstPassYield float64
 	// NotVerified counts checks recorded as not verified on PASS records.
 	NotVerified int
+	// Modelled counts PASS records with a check a model answered (the
+	// virtual board, QEMU) or whose board-side checks do not say how they
+	// were established (evidence v1): nothing in them about the board is
+	// proof for a shipped device.
+	Modelled int
 }
 
 // FailureGroup is the FAIL and REFUSED records that share a reason code.
@@ -84,6 +89,30 @@ type Row struct {
 	Start       time.Time
 	Duration    time.Duration
 	NotVerified int // checks not verified
+	// Target is what the station talked to (evidence.TargetBoard,
+	// TargetVirtual, TargetQEMU).
+	Target string
+	// Established counts the record's checks by how they were
+	// established (evidence.Observed, Computed, Modelled, Unrecorded).
+	Established map[string]int
+}
+
+// EstablishedText says how a row's checks were established:
+// "5 observed, 9 computed" or "9 computed, 5 modelled".
+func (r Row) EstablishedText() string {
+	var parts []string
+	for _, k := range []string{evidence.Observed, evidence.Computed, evidence.Modelled, evidence.Unrecorded} {
+		if n := r.Established[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, k))
+		}
+	}
+	return joinList(parts)
+}
+
+// ModelledOnly reports whether some of the row's checks are not proof for a
+// shipped device by how they were established.
+func (r Row) ModelledOnly() bool {
+	return r.Established[evidence.Modelled]+r.Established[evidence.Unrecorded] > 0
 }
 
 // Build makes the report of recs. It fails on an empty lot.
@@ -127,10 +156,12 @@ func Build(recs []*evidence.Record, o Options) (*Report, error) {
 		durs = append(durs, d)
 
 		notv := 0
+		how := map[string]int{}
 		for _, c := range rec.Checks {
 			if !c.Verified {
 				notv++
 			}
+			how[rec.Establishment(c)]++
 		}
 		switch rec.Result.Verdict {
 		case evidence.PASS:
@@ -169,7 +200,11 @@ func Build(recs []*evidence.Record, o Options) (*Report, error) {
 			N: i + 1, File: rec.FileName(), ID: rec.ID, MAC: mac, Chip: chip,
 			Verdict: rec.Result.Verdict, Code: rec.Result.Code, Reason: rec.Result.Reason,
 			Operator: rec.Operator.ID, Station: station, Start: rec.Timing.Start, Duration: d, NotVerified: notv,
+			Target: rec.Station.Target, Established: how,
 		})
+		if rec.Result.Verdict == evidence.PASS && r.Devices[len(r.Devices)-1].ModelledOnly() {
+			r.Totals.Modelled++
+		}
 	}
 	r.Totals.Records = len(sorted)
 	r.Totals.Devices = len(last)

@@ -2,6 +2,7 @@ package lot_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,13 +38,16 @@ func TestBuild(t *testing.T) {
 		failures map[string]int
 	}{
 		{"lot of 10", evidencetest.Lot(evidencetest.LotOptions{N: 10}),
+			lot.Totals{Records: 10, Pass: 7, Fail: 2, Refuse: 1, Devices: 10, DevicesPass: 7, FirstPass: 7, Yield: 0.7, FirstPassYield: 0.7, NotVerified: 2, Modelled: 7},
+			map[string]int{"verify-md5": 1, "link-lost": 1, "efuse-conflict": 1}},
+		{"lot of 10 real boards", evidencetest.Lot(evidencetest.LotOptions{N: 10, Target: evidence.TargetBoard}),
 			lot.Totals{Records: 10, Pass: 7, Fail: 2, Refuse: 1, Devices: 10, DevicesPass: 7, FirstPass: 7, Yield: 0.7, FirstPassYield: 0.7, NotVerified: 2},
 			map[string]int{"verify-md5": 1, "link-lost": 1, "efuse-conflict": 1}},
 		{"lot of 25", evidencetest.Lot(evidencetest.LotOptions{N: 25}),
-			lot.Totals{Records: 25, Pass: 18, Fail: 5, Refuse: 2, Devices: 25, DevicesPass: 18, FirstPass: 18, Yield: 0.72, FirstPassYield: 0.72, NotVerified: 6},
+			lot.Totals{Records: 25, Pass: 18, Fail: 5, Refuse: 2, Devices: 25, DevicesPass: 18, FirstPass: 18, Yield: 0.72, FirstPassYield: 0.72, NotVerified: 6, Modelled: 18},
 			map[string]int{"verify-md5": 3, "link-lost": 2, "efuse-conflict": 2}},
 		{"retested", retested(),
-			lot.Totals{Records: 11, Pass: 8, Fail: 2, Refuse: 1, Devices: 10, DevicesPass: 8, FirstPass: 7, Retested: 1, Yield: 0.8, FirstPassYield: 0.7, NotVerified: 2},
+			lot.Totals{Records: 11, Pass: 8, Fail: 2, Refuse: 1, Devices: 10, DevicesPass: 8, FirstPass: 7, Retested: 1, Yield: 0.8, FirstPassYield: 0.7, NotVerified: 2, Modelled: 8},
 			map[string]int{"verify-md5": 1, "link-lost": 1, "efuse-conflict": 1}},
 	}
 	for _, tc := range tests {
@@ -190,4 +194,58 @@ func TestPDF(t *testing.T) {
 
 func matchLine(text, pattern string) bool {
 	return regexp.MustCompile(`(?m)^\s*` + pattern + `\s*$`).MatchString(text)
+}
+
+// The report says how each record's checks were established and warns when
+// PASS records rest on a model (virtual board, emulator), in HTML and PDF.
+func TestEstablishedShown(t *testing.T) {
+	t.Parallel()
+	for _, target := range []string{evidence.TargetVirtual, evidence.TargetBoard} {
+		recs := evidencetest.Lot(evidencetest.LotOptions{N: 4, Target: target})
+		r, err := lot.Build(recs, lot.Options{Title: "Lot " + target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pass := r.Devices[0]
+		wantRow := map[string]string{evidence.TargetVirtual: "computed, ", evidence.TargetBoard: " observed, "}[target]
+		if pass.Target != target || !strings.Contains(pass.EstablishedText(), wantRow) || pass.ModelledOnly() != (target == evidence.TargetVirtual) {
+			t.Errorf("%s: row %q %q modelled %v", target, pass.Target, pass.EstablishedText(), pass.ModelledOnly())
+		}
+		var h bytes.Buffer
+		if err := r.WriteHTML(&h); err != nil {
+			t.Fatal(err)
+		}
+		html := h.String()
+		if strings.Contains(html, `id="modelled-note"`) != (target == evidence.TargetVirtual) ||
+			!strings.Contains(html, pass.EstablishedText()) || !strings.Contains(html, "<th>Checks established</th>") {
+			t.Errorf("%s: html establishment note/column wrong", target)
+		}
+		if target == evidence.TargetVirtual && !strings.Contains(html, "not proof for a shipped device") {
+			t.Errorf("virtual lot: html does not say modelled checks are not proof")
+		}
+		var p bytes.Buffer
+		if err := r.WritePDF(&p); err != nil {
+			t.Fatal(err)
+		}
+		pdftotext, err := exec.LookPath("pdftotext")
+		if err != nil {
+			continue
+		}
+		path := filepath.Join(t.TempDir(), "lot.pdf")
+		if err := os.WriteFile(path, p.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.CommandContext(t.Context(), pdftotext, "-layout", path, "-").Output()
+		if err != nil {
+			t.Fatalf("pdftotext: %v", err)
+		}
+		text := strings.Join(strings.Fields(string(out)), " ")
+		cell := fmt.Sprintf("%d/%d/%d %s", pass.Established[evidence.Observed], pass.Established[evidence.Computed], pass.Established[evidence.Modelled], target)
+		if !strings.Contains(text, "PASS boards with modelled checks") || !strings.Contains(text, cell) {
+			t.Errorf("%s: pdf text lacks the establishment (%q):\n%s", target, cell, text)
+		}
+		if note := strings.Contains(text, "PASS record(s) hold checks that a model answered"); note != (target == evidence.TargetVirtual) {
+			t.Errorf("%s: pdf modelled note present %v", target, note)
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"codeberg.org/go-pdf/fpdf"
+
+	"fuseline/reports/evidence"
 )
 
 // WritePDF writes the report as an A4 PDF: totals, failures by reason, time
@@ -70,6 +72,13 @@ func (r *Report) WritePDF(w io.Writer) error {
 	kv("First-pass yield", pct(t.FirstPassYield))
 	kv("Retested devices", strconv.Itoa(t.Retested))
 	kv("Checks not verified on PASS boards", strconv.Itoa(t.NotVerified))
+	kv("PASS boards with modelled checks", strconv.Itoa(t.Modelled))
+	if t.Modelled > 0 {
+		pdf.SetTextColor(110, 40, 140)
+		pdf.MultiCell(bodyW, 4.5, tr(fmt.Sprintf("%d PASS record(s) hold checks that a model answered (Fuseline's virtual board or an emulator) "+
+			"or that do not say how they were established: those checks are modelled, not observed on a board, and are not proof for a shipped device.", t.Modelled)), "", "L", false)
+		pdf.SetTextColor(0, 0, 0)
+	}
 
 	heading("Failures by reason")
 	if len(r.Failures) == 0 {
@@ -97,9 +106,11 @@ func (r *Report) WritePDF(w io.Writer) error {
 	pdf.ImageOptions("chart", left, pdf.GetY(), bodyW, imgH, true, fpdf.ImageOptions{ImageType: "PNG"}, 0, "")
 
 	heading("Devices")
-	dcols := []float64{8, 27, 23, 17, 13, 15, 25, bodyW - 128}
 	pdf.SetFont("Helvetica", "", 8)
-	header(pdf, tr, dcols, "#", "MAC", "Chip", "Verdict", "Time", "Operator", "Station", "Reason")
+	pdf.MultiCell(bodyW, 4, tr("Checks: how they were established, observed on the board / computed on the station / modelled "+
+		"(a virtual board or emulator answered: not proof for a shipped device)."), "", "L", false)
+	dcols := []float64{8, 27, 21, 15, 12, 14, 22, 24, bodyW - 143}
+	header(pdf, tr, dcols, "#", "MAC", "Chip", "Verdict", "Time", "Operator", "Station", "Checks o/c/m", "Reason")
 	for _, d := range r.Devices {
 		reason := d.Reason
 		if d.Code != "" {
@@ -108,8 +119,13 @@ func (r *Report) WritePDF(w io.Writer) error {
 		if d.NotVerified > 0 && d.Verdict == "PASS" {
 			reason = fmt.Sprintf("%d check(s) not verified", d.NotVerified)
 		}
-		row(pdf, tr, dcols, []string{"R", "L", "L", "L", "R", "L", "L", "L"},
-			strconv.Itoa(d.N), d.MAC, d.Chip, d.Verdict, secs(d.Duration), d.Operator, d.Station, reason)
+		how := fmt.Sprintf("%d/%d/%d", d.Established[evidence.Observed], d.Established[evidence.Computed],
+			d.Established[evidence.Modelled]+d.Established[evidence.Unrecorded])
+		if d.Target != "" {
+			how += " " + d.Target
+		}
+		row(pdf, tr, dcols, []string{"R", "L", "L", "L", "R", "L", "L", "L", "L"},
+			strconv.Itoa(d.N), d.MAC, d.Chip, d.Verdict, secs(d.Duration), d.Operator, d.Station, how, reason)
 	}
 	if err := pdf.Output(w); err != nil {
 		return fmt.Errorf("lot: write pdf: %w", err)

@@ -8,8 +8,11 @@
 // as a reviewed control, one inventory item per device, one observation per
 // evidence record (pointing at the evidence file by SHA-256 in back-matter),
 // and one finding per requirement, satisfied when every PASS device shows it
-// met (iec62443.Requirement.Met). UUIDs are version 5, derived from the
-// evidence, so the same evidence always exports the same bytes.
+// met (iec62443.Requirement.Met: by checks observed on a real board or
+// computed on the host; what only a virtual board or emulator answered is
+// "not satisfied by observation"). Each observation says how its record's
+// checks were established. UUIDs are version 5, derived from the evidence,
+// so the same evidence always exports the same bytes.
 package oscal
 
 import (
@@ -115,7 +118,7 @@ func AssessmentResults(files []evidence.File, o Options) (*types.OscalCompleteSc
 		resources = append(resources, types.Resource{
 			UUID:        u,
 			Title:       "Evidence " + f.Record.ID,
-			Description: "Signed evidence record " + f.Path + " (" + evidence.Schema + "); verify with fuseline report verify.",
+			Description: "Signed evidence record " + f.Path + " (" + f.Record.Schema + "); verify with fuseline report verify.",
 			Rlinks: &[]types.ResourceLink{{
 				Href: f.Path, MediaType: "application/json",
 				Hashes: &[]types.Hash{{Algorithm: "SHA-256", Value: hex.EncodeToString(d[:])}},
@@ -165,15 +168,17 @@ func AssessmentResults(files []evidence.File, o Options) (*types.OscalCompleteSc
 		u := id("observation", f.Path)
 		obsOf[f.Path] = u
 		verified, notv := 0, 0
+		how := map[string]int{}
 		for _, c := range r.Checks {
 			if c.Verified {
 				verified++
 			} else {
 				notv++
 			}
+			how[r.Establishment(c)]++
 		}
-		desc := fmt.Sprintf("%s on %s %s at %s by %s: %d checks verified, %d not verified.",
-			r.Result.Verdict, r.Device.Chip, r.Device.MAC, r.Station.ID, r.Operator.ID, verified, notv)
+		desc := fmt.Sprintf("%s on %s %s at %s (target %s) by %s: %d checks verified, %d not verified; %s.",
+			r.Result.Verdict, r.Device.Chip, r.Device.MAC, r.Station.ID, cmp.Or(r.Station.Target, "unnamed"), r.Operator.ID, verified, notv, establishedText(how))
 		if r.Result.Verdict != evidence.PASS {
 			desc += " Reason: " + r.Result.Reason
 		}
@@ -182,6 +187,14 @@ func AssessmentResults(files []evidence.File, o Options) (*types.OscalCompleteSc
 			props = append(props, types.Property{Name: "reason-code", Ns: NS, Value: r.Result.Code})
 		}
 		props = append(props, types.Property{Name: "evidence-id", Ns: NS, Value: r.ID})
+		if r.Station.Target != "" {
+			props = append(props, types.Property{Name: "target", Ns: NS, Value: r.Station.Target})
+		}
+		for _, k := range establishments {
+			if how[k] > 0 {
+				props = append(props, types.Property{Name: "checks-" + k, Ns: NS, Value: fmt.Sprint(how[k])})
+			}
+		}
 		obs = append(obs, types.Observation{
 			UUID:        u,
 			Title:       "Provisioning evidence " + r.ID,
@@ -261,11 +274,32 @@ func AssessmentResults(files []evidence.File, o Options) (*types.OscalCompleteSc
 	return doc, nil
 }
 
+// establishments are the ways a check is established, in the order the
+// document lists them.
+var establishments = []string{evidence.Observed, evidence.Computed, evidence.Modelled, evidence.Unrecorded}
+
+// establishedText is "3 observed on the board, 9 computed on the host".
+func establishedText(how map[string]int) string {
+	var parts []string
+	for _, k := range establishments {
+		if how[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", how[k], evidence.EstablishedText(k)))
+		}
+	}
+	if len(parts) == 0 {
+		return "no checks"
+	}
+	return "checks " + strings.Join(parts, ", ")
+}
+
 // satisfied assesses a requirement over a lot: met when at least one device
-// passed and every PASS device shows it met. Failed and refused devices are
-// not shipped, so they do not count against it, but they are reported.
+// passed and every PASS device shows it met by checks observed on the board
+// or computed on the host. A requirement that modelled checks alone would
+// show met is not satisfied, with reason "other" (not failed: not proven
+// for a shipped device). Failed and refused devices are not shipped, so
+// they do not count against it, but they are reported.
 func satisfied(req iec62443.Requirement, files []evidence.File) (state, reason, why string) {
-	pass, notPassed := 0, 0
+	pass, notPassed, byModel := 0, 0, 0
 	var missing []string
 	for _, f := range files {
 		r := f.Record
@@ -276,17 +310,24 @@ func satisfied(req iec62443.Requirement, files []evidence.File) (state, reason, 
 		pass++
 		if ok, w := req.Met(r); !ok {
 			missing = append(missing, r.Device.MAC+" ("+w+")")
+			if req.MetByModel(r) {
+				byModel++
+			}
 		}
 	}
 	switch {
 	case pass == 0:
 		return "not-satisfied", "fail", "No device in the lot passed, so no shipped device shows this requirement met."
+	case len(missing) > 0 && byModel == len(missing):
+		return "not-satisfied", "other", fmt.Sprintf("Not satisfied by observation: %d of %d PASS devices show it met only by checks a model answered "+
+			"(virtual board or emulator) or that do not say how they were established, which are not proof for a shipped device: %s.",
+			len(missing), pass, strings.Join(missing, "; "))
 	case len(missing) > 0:
 		return "not-satisfied", "fail", fmt.Sprintf("%d of %d PASS devices do not show it met: %s.", len(missing), pass, strings.Join(missing, "; "))
 	}
 	why = fmt.Sprintf("Met on all %d PASS devices", pass)
 	if len(req.Checks) > 0 {
-		why += " (checks " + strings.Join(req.Checks, ", ") + " verified on each)"
+		why += " (checks " + strings.Join(req.Checks, ", ") + " verified on each, observed on the board or computed on the host)"
 	}
 	why += "."
 	if notPassed > 0 {

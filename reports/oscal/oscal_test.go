@@ -12,9 +12,15 @@ import (
 	"fuseline/reports/oscal"
 )
 
+// lotFiles is a lot of n real boards (checks observed or computed).
 func lotFiles(t testing.TB, n int) []evidence.File {
 	t.Helper()
-	b, err := evidencetest.NewStation(1).Bundle(evidencetest.Lot(evidencetest.LotOptions{N: n}), evidencetest.BundleOptions{})
+	return lotFilesOn(t, n, evidence.TargetBoard)
+}
+
+func lotFilesOn(t testing.TB, n int, target string) []evidence.File {
+	t.Helper()
+	b, err := evidencetest.NewStation(1).Bundle(evidencetest.Lot(evidencetest.LotOptions{N: n, Target: target}), evidencetest.BundleOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,5 +191,87 @@ func TestValidateRejects(t *testing.T) {
 	}
 	if _, err := oscal.AssessmentResults(nil, oscal.Options{}); err == nil {
 		t.Error("an empty lot exported")
+	}
+}
+
+// A lot provisioned on the virtual board shows the requirements that rest
+// on the board met only by a model: not satisfied by observation, reason
+// "other", each saying "modelled: not proof for a shipped device"; the
+// host-side requirement (CR 1.1, the operator) stays satisfied. A real
+// board's lot whose boot log was modelled does not count the boot for
+// CR 3.4 either.
+func TestModelledIsNotProof(t *testing.T) {
+	t.Parallel()
+	type finding struct {
+		Title  string `json:"title"`
+		Target struct {
+			Description string                         `json:"description"`
+			Status      struct{ State, Reason string } `json:"status"`
+		} `json:"target"`
+	}
+	var doc struct {
+		AR struct {
+			Results []struct {
+				Observations []struct {
+					Description string                         `json:"description"`
+					Props       []struct{ Name, Value string } `json:"props"`
+				} `json:"observations"`
+				Findings []finding `json:"findings"`
+			} `json:"results"`
+		} `json:"assessment-results"`
+	}
+	findings := func(files []evidence.File) map[string]finding {
+		t.Helper()
+		b := export(t, files)
+		if err := oscal.Validate(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]finding{}
+		for _, f := range doc.AR.Results[0].Findings {
+			out[strings.SplitN(f.Title, " — ", 2)[0]] = f
+		}
+		return out
+	}
+
+	got := findings(lotFilesOn(t, 3, evidence.TargetVirtual))
+	for _, id := range []string{"CR 1.2", "CR 2.1", "CR 3.4", "CR 4.1"} {
+		f := got[id]
+		if f.Target.Status.State != "not-satisfied" || f.Target.Status.Reason != "other" ||
+			!strings.Contains(f.Target.Description, "Not satisfied by observation") ||
+			!strings.Contains(f.Target.Description, "modelled: not proof for a shipped device") {
+			t.Errorf("virtual lot, %s: %+v", id, f.Target)
+		}
+	}
+	if f := got["CR 1.1"]; f.Target.Status.State != "satisfied" {
+		t.Errorf("virtual lot, CR 1.1 (host-side): %+v", f.Target)
+	}
+	obs := doc.AR.Results[0].Observations[0]
+	props := map[string]string{}
+	for _, p := range obs.Props {
+		props[p.Name] = p.Value
+	}
+	if props["target"] != evidence.TargetVirtual || props["checks-modelled"] == "" || props["checks-observed"] != "" ||
+		!strings.Contains(obs.Description, "modelled: not proof for a shipped device") {
+		t.Errorf("virtual observation: %q %v", obs.Description, props)
+	}
+
+	files := lotFilesOn(t, 3, evidence.TargetBoard)
+	r := *files[0].Record
+	r.Checks = append([]evidence.Check(nil), r.Checks...)
+	for i := range r.Checks {
+		if r.Checks[i].Kind() == evidence.CheckBootLog {
+			r.Checks[i].Established = evidence.Modelled
+		}
+	}
+	files[0].Record = &r
+	got = findings(files)
+	if f := got["CR 3.4"]; f.Target.Status.State != "not-satisfied" || !strings.Contains(f.Target.Description, "boot-log: modelled: not proof for a shipped device") {
+		t.Errorf("modelled boot on a board lot, CR 3.4: %+v", f.Target)
+	}
+	if f := got["CR 4.1"]; f.Target.Status.State != "satisfied" {
+		t.Errorf("board lot, CR 4.1: %+v", f.Target)
 	}
 }

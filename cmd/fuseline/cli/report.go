@@ -37,7 +37,7 @@ func newReportDeviceCmd(stdio Stdio) *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "device EVIDENCE.json",
-		Short: "Show one device's evidence record (one screen of text, or its canonical JSON)",
+		Short: "Show one device's evidence record: a summary, then every check with its outcome and how it was established (observed, computed, modelled); or its canonical JSON",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if format != "text" && format != "json" {
@@ -60,6 +60,10 @@ func newReportDeviceCmd(stdio Stdio) *cobra.Command {
 				return err
 			}
 			if err := evidence.WriteSummary(stdio.Out, r); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdio.Out)
+			if err := evidence.WriteChecks(stdio.Out, r); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(stdio.Out, "Signature and inclusion proof are not checked here: run `fuseline report verify` on the bundle.")

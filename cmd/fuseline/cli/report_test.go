@@ -57,6 +57,30 @@ func TestReportDevice(t *testing.T) {
 	if code != ExitOK || !strings.Contains(out, "FAIL [verify-md5]") || !strings.Contains(out, "3c:61:05:00:00:03") {
 		t.Errorf("text: exit %d\n%s", code, out)
 	}
+	// Every check, verified or not, with how it was established (the lot
+	// ran on the virtual board: board-side checks are modelled).
+	data, _ := os.ReadFile(ev)
+	rec, err := evidence.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			lines[f[0]] = l
+		}
+	}
+	for _, c := range rec.Checks {
+		l := lines[c.Name]
+		outcome := map[bool]string{true: "verified", false: "NOT verified"}[c.Verified]
+		if !strings.Contains(l, outcome) || !strings.Contains(l, evidence.EstablishedText(c.Established)) {
+			t.Errorf("report device: check %s shown as %q", c.Name, l)
+		}
+	}
+	if !strings.Contains(lines["flash-md5:bootloader@0x0"], "verified      modelled: not proof for a shipped device") ||
+		!strings.Contains(lines["manifest-signature"], "computed on the host") {
+		t.Errorf("report device: establishment not shown:\n%s", out)
+	}
 	code, out, _ = run(t, "report", "device", "--format", "json", ev)
 	want, _ := os.ReadFile(ev)
 	if code != ExitOK || out != string(want) {

@@ -29,6 +29,7 @@ import (
 // runOptions are the flags of `fuseline run` (and the parts `demo` shares).
 type runOptions struct {
 	recipePath, target, boardState, faults, macText string
+	targetKind                                      string
 	reset                                           string
 	data, station, slot, operator, lot, serial      string
 	stubPath                                        string
@@ -75,6 +76,13 @@ usb-location:PATH; reset by --reset), rfc2217://HOST:PORT, or
 socket://HOST:PORT / tcp://HOST:PORT (e.g. a board served by "fuseline sim"; it must be
 in download mode, and the boot check cannot reset it).
 
+The evidence says how each check was established: observed (a real board's
+answers and UART), computed (on this host) or modelled (a virtual board or
+an emulator answered). A port can lead to either, so a run over a port is
+recorded as a real board unless --target-kind says virtual or qemu: give it
+for a "fuseline sim" or QEMU behind a socket, or its modelled checks are
+recorded as observations.
+
 Sub-devices: a signed release's sub-device images go, after the main board is
 verified and before the lockdown, to the link the recipe's subdevices section
 names: tcp://HOST:PORT, or virtual:NAME (an in-process virtual board, kept in
@@ -93,6 +101,7 @@ Exit codes: 0 pass, 1 board failed or refused (also a refused release),
 	addRunFlags(cmd, &o)
 	f.StringVar(&o.recipePath, "recipe", "", "the recipe (YAML) (required)")
 	f.StringVar(&o.target, "target", "virtual", "virtual, or the board's port: /dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID, usb-location:1-1.2, socket://HOST:PORT (tcp://), rfc2217://HOST:PORT")
+	f.StringVar(&o.targetKind, "target-kind", "", "what is behind a --target port, for the evidence: board (a real board: its checks are observed; the default), virtual (e.g. fuseline sim) or qemu (their checks are modelled)")
 	f.StringVar(&o.reset, "reset", "default-reset", "how to reset a board on a port: default-reset, classic, unix-tight, usb-reset, no-reset, or a custom sequence like D0|R1|W0.1|D1|R0|W0.05|D0")
 	f.StringVar(&o.boardState, "board-state", "", "virtual target: directory that keeps the board's eFuses and flash (default: a new board in memory)")
 	f.StringVar(&o.faults, "faults", "", "virtual target: faults to inject (see fuseline sim --help)")
@@ -200,6 +209,11 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 		if _, err := fixtures.ParseSpec(o.target); err != nil {
 			return usageErr("--target: %v", err)
 		}
+	} else if o.targetKind != "" && o.targetKind != evidence.TargetVirtual {
+		return usageErr("--target-kind %s: --target virtual is the virtual board", o.targetKind)
+	}
+	if _, err := provisioning.ResolveTarget(o.targetKind, nil); err != nil {
+		return usageErr("--target-kind: %v", err)
 	}
 	log, closeLog, err := openStationLog(ctx, o)
 	if err != nil {
@@ -301,12 +315,11 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 			return nil, usageErr("--stub: %v", err)
 		}
 	}
-	target := "board"
-	if o.target == "virtual" || strings.HasPrefix(o.target, "tcp://") {
-		target = "virtual"
-	}
+	// What is behind the link is the board's own word (an in-process
+	// virtual board) or the station's (--target-kind), never the spelling
+	// of the port (provisioning.ResolveTarget).
 	cfg := provisioning.Config{Recipe: r, Release: rel, DataDir: o.data, Station: o.station, Slot: o.slot, Operator: op,
-		Target: target, Lot: o.lot, SerialNo: o.serial, Software: "fuseline", Baud: o.baud, Stub: stub, DryRun: o.dryRun}
+		Target: o.targetKind, Lot: o.lot, SerialNo: o.serial, Software: "fuseline", Baud: o.baud, Stub: stub, DryRun: o.dryRun}
 	if p, ok := board.(provisioning.Probe); ok {
 		cfg.Probe = p
 	}

@@ -15,6 +15,7 @@ import (
 	"fuseline/fixtures/virtual"
 	"fuseline/fixtures/virtual/boot"
 	"fuseline/provisioning/workspace"
+	"fuseline/reports/evidence"
 
 	"github.com/spf13/cobra"
 )
@@ -115,6 +116,18 @@ func TestRunCommandErrors(t *testing.T) {
 	code, _, stderr = runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", "tcp://127.0.0.1:1", "--data", t.TempDir(), "--yes")
 	if code != ExitFail && code != ExitLink {
 		t.Fatalf("unreachable target: exit %d: %s", code, stderr)
+	}
+	// What is behind the target: the virtual board is never a real one, and
+	// a kind must be one the evidence knows. Refused before anything is written.
+	for _, args := range [][]string{{"--target", "virtual", "--target-kind", "board"}, {"--target", "socket://127.0.0.1:1", "--target-kind", "emulator"}} {
+		data := filepath.Join(t.TempDir(), "data")
+		code, _, stderr = runCLI(t, "", append([]string{"run", "--recipe", ws.RecipePath, "--data", data, "--yes"}, args...)...)
+		if code != ExitUsage || !strings.Contains(stderr, "--target-kind") {
+			t.Errorf("%v: exit %d: %s", args, code, stderr)
+		}
+		if _, err := os.Stat(data); err == nil {
+			t.Errorf("%v: a usage error wrote to the station's data directory", args)
+		}
 	}
 }
 
@@ -226,10 +239,29 @@ func TestRunOverPort(t *testing.T) {
 	t.Parallel()
 	ws := demoWorkspace(t)
 	target, vb := flashSimRFC2217(t, virtual.Config{Chip: chip.S3()})
-	code, out, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", target,
+	// The port leads to a virtual board: the station says so, and the
+	// evidence records its board-side checks as modelled, not observed.
+	code, out, stderr := runCLI(t, "", "run", "--recipe", ws.RecipePath, "--target", target, "--target-kind", "virtual",
 		"--data", filepath.Join(ws.Dir, "data"), "--yes", "--operator", "alice", "--json")
 	if code != ExitOK || !strings.Contains(out, `"verdict": "PASS"`) {
 		t.Fatalf("run over %s: exit %d\n%s\n%s", target, code, tail(out, 2000), stderr)
+	}
+	evs, _ := filepath.Glob(filepath.Join(ws.Dir, "data", "evidence", "*.json"))
+	if len(evs) != 1 {
+		t.Fatalf("evidence files %v", evs)
+	}
+	eb, _ := os.ReadFile(evs[0])
+	rec, err := evidence.Parse(eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Station.Target != evidence.TargetVirtual {
+		t.Errorf("evidence target %q, want %q", rec.Station.Target, evidence.TargetVirtual)
+	}
+	for _, c := range rec.Checks {
+		if c.Kind() == evidence.CheckBootLog && c.Established != evidence.Modelled {
+			t.Errorf("%s established %q over a port to a virtual board", c.Name, c.Established)
+		}
 	}
 	img := vb.ReadEfuse()
 	for name, want := range map[string]uint64{"SPI_BOOT_CRYPT_CNT": 7, "SECURE_BOOT_EN": 1, "ENABLE_SECURITY_DOWNLOAD": 1} {

@@ -27,6 +27,10 @@ type LotOptions struct {
 	Lot   string    // lot name; "": "LOT-TEST-01"
 	Start time.Time // first board's start; zero: 2026-11-21T08:00:00Z
 	Seed  uint64    // varies durations and keys; same seed, same lot
+	// Target is the station's target for every board (evidence.TargetBoard,
+	// TargetVirtual or TargetQEMU); "": TargetVirtual. Board-side checks
+	// are observed on a real board and modelled otherwise.
+	Target string
 }
 
 func (o LotOptions) withDefaults() LotOptions {
@@ -38,6 +42,9 @@ func (o LotOptions) withDefaults() LotOptions {
 	}
 	if o.Start.IsZero() {
 		o.Start = time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+	}
+	if o.Target == "" {
+		o.Target = evidence.TargetVirtual
 	}
 	return o
 }
@@ -105,7 +112,7 @@ func Board(o LotOptions, i int) *evidence.Record {
 		Device: evidence.Device{MAC: mac, Chip: c.name, Revision: c.rev, FlashID: "0xef4018", SerialNo: fmt.Sprintf("SN%06d", 1000+i)},
 		Station: evidence.Station{
 			ID: "line1-st3", Slot: fmt.Sprintf("slot%d", i%4), KeyName: StationName,
-			Software: "fuseline 0.1.0-test", Target: "virtual",
+			Software: "fuseline 0.1.0-test", Target: o.Target,
 		},
 		Operator: evidence.Operator{ID: fmt.Sprintf("op-%04d", 40+i%2), Name: []string{"A. Operator", "B. Operator"}[i%2]},
 		Recipe:   evidence.Recipe{Name: "widget-prod", SHA256: evidence.SHA256([]byte("recipe widget-prod"))},
@@ -238,7 +245,9 @@ func Board(o LotOptions, i int) *evidence.Record {
 
 	// Checks: every one the flow plans, verified or with its reason.
 	ck := func(name, what string, ok bool, because string) {
-		r.Checks = append(r.Checks, evidence.Check{Name: name, What: what, Verified: ok, Because: because})
+		c := evidence.Check{Name: name, What: what, Verified: ok, Because: because}
+		c.Established = evidence.Establish(c.Kind(), o.Target)
+		r.Checks = append(r.Checks, c)
 	}
 	ck(evidence.CheckOperator, "operator login against the station's user list", true, "")
 	ck(evidence.CheckManifestSignature, "release manifest CMS signature chains to the plant root", true, "")
