@@ -44,7 +44,7 @@ fuzz:
 
 # Long fault campaigns and soaks.
 soak:
-	FUSELINE_SOAK=1 $(GO) test -count=1 -timeout 120m -run 'Soak' ./...
+	FUSELINE_SOAK=1 $(GO) test -count=1 -v -timeout 120m -run 'Soak' ./...
 
 clean:
 	rm -rf bin fuseline-demo
