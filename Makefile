@@ -26,11 +26,14 @@ vet:
 	$(GO) vet ./...
 
 # QA: the Ginkgo specs alone, with a JUnit report (TARGET=virtual|qemu|board,
-# LABELS='esp32s3 && !slow').
+# LABELS='esp32s3 && !slow'; TARGET=board needs FIXTURE=fixture.yaml SLOT=slot1).
+# A target the specs cannot run on fails the run with the reason.
 TARGET ?= virtual
 LABELS ?=
+FIXTURE ?=
+SLOT ?=
 specs:
-	$(GO) test -count=1 -timeout 30m ./specs/ -target=$(TARGET) \
+	$(GO) test -count=1 -timeout 30m ./specs/ -target=$(TARGET) $(if $(FIXTURE),-fixture='$(FIXTURE)') $(if $(SLOT),-slot='$(SLOT)') \
 		-ginkgo.junit-report=$(CURDIR)/junit-specs.xml $(if $(LABELS),-ginkgo.label-filter='$(LABELS)')
 
 # Benchmarks: figures are ratios against a baseline measured in the same run.

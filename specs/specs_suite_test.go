@@ -5,8 +5,12 @@
 // Run them with `go test ./specs/...`; Ginkgo flags take a -ginkgo. prefix
 // (`go test ./specs -ginkgo.label-filter='esp32c3 && !slow'
 // -ginkgo.junit-report=junit.xml`). The suite flag -target chooses where the
-// boards are: virtual (default, in-process, everywhere), qemu or board (not
-// wired in this suite yet: those specs are skipped with the reason).
+// boards are: virtual (default, in-process, everywhere), qemu or board. The
+// specs drive the virtual board only so far: -target=qemu and -target=board
+// fail the suite in BeforeSuite with the reason (QEMU not installed, no
+// -fixture/-slot, or not wired yet), never a green run that tested nothing.
+// The target is in the suite's name (every JUnit test case's classname) and
+// in a "target" report entry of every spec that ran.
 package specs
 
 import (
@@ -17,21 +21,32 @@ import (
 	. "github.com/onsi/gomega"
 )
 
-// target is the suite flag -target (Ginkgo's documented way: flags are
-// registered with the test binary and checked in BeforeSuite).
-var target = flag.String("target", "virtual", "where boards are: virtual, qemu or board")
+// The suite flags (Ginkgo's documented way: flags are registered with the
+// test binary and checked in BeforeSuite).
+var (
+	target  = flag.String("target", "virtual", "where boards are: virtual, qemu or board")
+	fixture = flag.String("fixture", "", "target board: the fixture file (FIXTURE= of make specs)")
+	slot    = flag.String("slot", "", "target board: the fixture slot (SLOT= of make specs)")
+)
+
+// suiteName is the suite's description for target t.
+func suiteName(t string) string { return "Fuseline end-of-line specs, target " + t }
 
 func TestSpecs(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "Fuseline end-of-line specs")
+	// A run that selects no spec, or leaves one pending, tested nothing:
+	// it fails rather than going green.
+	sc, rc := GinkgoConfiguration()
+	sc.FailOnEmpty, sc.FailOnPending = true, true
+	RunSpecs(t, suiteName(*target), sc, rc)
 }
 
 var _ = BeforeSuite(func() {
-	switch *target {
-	case "virtual":
-	case "qemu", "board":
-		Skip("-target=" + *target + ": this suite drives the virtual board only so far; qemu and board targets are not wired")
-	default:
-		Fail("-target must be virtual, qemu or board, got " + *target)
+	if err := checkTarget(*target, *fixture, *slot, hostEnv()); err != nil {
+		Fail(err.Error())
 	}
+})
+
+var _ = BeforeEach(func() {
+	AddReportEntry("target", *target, ReportEntryVisibilityNever)
 })

@@ -44,7 +44,9 @@ type Requirement struct {
 	Checks []string `json:"checks"`
 	// Artifacts is evidence outside the record (signature, proof, log).
 	Artifacts []string `json:"artifacts"`
-	// Specs name the specs (specs/ suite, Describe › It) that test it.
+	// Specs name the specs that test it by their Ginkgo full text (the
+	// containers' and the It's texts, as junit-specs.xml names them); the
+	// specs suite fails when one is not a spec (specs/matrix_test.go).
 	Specs []string `json:"specs"`
 	// Limits says what the product integrator must still do.
 	Limits string `json:"limits"`
@@ -87,8 +89,7 @@ func Fuseline() Matrix {
 				Checks:         []string{evidence.CheckOperator},
 				Artifacts:      []string{"audit-log entries with the operator ID", "evidence signature"},
 				Specs: []string{
-					"specs/eol › evidence › names the authenticated operator",
-					"specs/station › api › refuses a run without an authenticated operator",
+					"the records of a provisioned ESP32-S3 names the operator in the evidence and in every audit record of the run",
 				},
 				Limits: "Operator accounts, passwords or badges and their life cycle belong to the plant's identity system.",
 			},
@@ -103,8 +104,8 @@ func Fuseline() Matrix {
 				Checks:    []string{evidence.CheckEfuseReadback},
 				Artifacts: []string{"evidence signature (station Ed25519 key)", "signed audit checkpoint"},
 				Specs: []string{
-					"specs/eol › evidence › records the MAC and revision read from the ROM",
-					"specs/reports › verify › rejects evidence signed by another station",
+					"the records of a provisioned ESP32-S3 records the factory MAC the board's eFuses hold",
+					"the records of a provisioned ESP32-S3 offline, an auditor's check refuses evidence signed by another station",
 				},
 				Limits: "Device identity certificates (for example for a cloud service) are not issued by Fuseline.",
 			},
@@ -120,8 +121,8 @@ func Fuseline() Matrix {
 				Checks:    []string{evidence.CheckLockdown},
 				Artifacts: []string{"recipe file matching recipe.sha256", "dry-run plan"},
 				Specs: []string{
-					"specs/eol › plan › refuses a board with a foreign key digest",
-					"specs/eol › lock › leaves the board in secure download mode with JTAG disabled",
+					"refused before any burn refuses a board that already holds a foreign digest, and burns nothing",
+					"a blank board ESP32-S3, host-encrypted end of line leaves the eFuses as the recipe says, field by field",
 				},
 				Limits: "Authorisation inside the product firmware (users, roles) is the product's.",
 			},
@@ -135,8 +136,8 @@ func Fuseline() Matrix {
 					"steps.error", "checks.name", "checks.verified", "checks.because", "operator.id", "timing.start", "timing.end"},
 				Artifacts: []string{"audit-log inclusion proof", "signed audit checkpoint"},
 				Specs: []string{
-					"specs/eol › evidence › records every step with its timing and result",
-					"specs/reports › verify › catches a tampered evidence file",
+					"the records of a provisioned ESP32-S3 records every step with its timing and result",
+					"the records of a provisioned ESP32-S3 offline, an auditor's check catches a tampered evidence file",
 				},
 				Limits: "Which product-level events to audit in the field is the product's.",
 			},
@@ -149,7 +150,8 @@ func Fuseline() Matrix {
 				EvidenceFields: []string{"steps.name", "steps.result", "station.id"},
 				Artifacts:      []string{"audit log and its checkpoints", "SIEM copy"},
 				Specs: []string{
-					"specs/station › audit › refuses to start a run when the audit log cannot be written",
+					"the records of a provisioned ESP32-S3 holds the run in the audit log, pinned by a checkpoint the station signed",
+					"the records of a provisioned ESP32-S3 offline, an auditor's check names a board whose evidence was removed",
 				},
 				Limits: "Sizing the station disk and SIEM retention is the plant's.",
 			},
@@ -166,9 +168,10 @@ func Fuseline() Matrix {
 					evidence.CheckFlashMD5, evidence.CheckDecryptedSignature, evidence.CheckBootLog},
 				Artifacts: []string{"evidence signature", "audit-log inclusion proof", "release images (hash-checked by report verify)"},
 				Specs: []string{
-					"specs/eol › intake › stops before touching a board when an image signature is wrong",
-					"specs/eol › verify › catches a flash region that differs from the expected ciphertext",
-					"specs/reports › verify › catches a wrong image hash",
+					"refused before any burn a release the recipe does not accept a tampered image",
+					"a blank board ESP32-S3, host-encrypted end of line leaves ciphertext in flash that decrypts to the release",
+					"a blank board ESP32-S3, host-encrypted end of line wrote evidence that parses and has every verification",
+					"the records of a provisioned ESP32-S3 offline, an auditor's check catches a wrong image hash",
 				},
 				Limits: "Protecting the release signing key (HSM, who may sign) is the product owner's.",
 			},
@@ -184,8 +187,8 @@ func Fuseline() Matrix {
 				Checks:    []string{evidence.CheckKeyReadProtected, evidence.CheckFlashMD5},
 				Artifacts: []string{"evidence record (key digests only)"},
 				Specs: []string{
-					"specs/eol › burn › burns a per-device key that reads back as zero",
-					"specs/reports › evidence › holds key digests and never key bytes",
+					"a blank board ESP32-S3, host-encrypted end of line leaves the eFuses as the recipe says, field by field",
+					"a blank board ESP32-S3, host-encrypted end of line wrote evidence that parses and has every verification",
 				},
 				Limits: "Confidentiality of data the product handles at run time is the product's.",
 			},
@@ -199,8 +202,9 @@ func Fuseline() Matrix {
 					"images.signature_key_digests", "efuse.after.key_blocks.purpose"},
 				Checks: []string{evidence.CheckSecureVersion, evidence.CheckSecureBoot},
 				Specs: []string{
-					"specs/eol › intake › refuses a release below the anti-rollback floor",
-					"specs/virtual › boot › refuses an update with a lower secure_version",
+					"refused before any burn a release the recipe does not accept secure_version below the floor",
+					"refused before any burn a release the recipe does not accept an image signed by a key not in the recipe",
+					"a blank board ESP32-S3, host-encrypted end of line leaves the eFuses as the recipe says, field by field",
 				},
 				Limits: "The update channel itself (OTA server, transport security) is the product's.",
 			},
