@@ -226,6 +226,12 @@ type DeviceResult struct {
 	Verdict   string
 	LeafIndex int64
 	TreeSize  int64
+	// Schema and Target are the record's; Established counts its checks by
+	// how they were established (Record.EstablishedCounts).
+	Schema, Target, Established string
+	// Modelled: some of its checks a model answered, or do not say how
+	// they were established (not proof for a shipped device).
+	Modelled bool
 }
 
 // VerifyBundle re-checks a bundle offline: for every evidence file its
@@ -321,7 +327,13 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 		if err := VerifyInclusion(data, &p, cp); err != nil {
 			return nil, &FileError{File: pf, Err: err}
 		}
-		rep.Devices = append(rep.Devices, DeviceResult{File: f, ID: rec.ID, MAC: rec.Device.MAC, Verdict: rec.Result.Verdict, LeafIndex: p.LeafIndex, TreeSize: p.TreeSize})
+		modelled := false
+		for _, c := range rec.Checks {
+			how := rec.Establishment(c)
+			modelled = modelled || how == Modelled || how == Unrecorded
+		}
+		rep.Devices = append(rep.Devices, DeviceResult{File: f, ID: rec.ID, MAC: rec.Device.MAC, Verdict: rec.Result.Verdict, LeafIndex: p.LeafIndex, TreeSize: p.TreeSize,
+			Schema: rec.Schema, Target: rec.Station.Target, Established: rec.EstablishedCounts(), Modelled: modelled})
 		verified = append(verified, verifiedFile{path: f, rec: rec, digest: SHA256(data).String(), checkpoint: p.Checkpoint})
 
 		for _, im := range rec.Images {
@@ -382,6 +394,10 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 	if encrypted {
 		rep.NotVerified = append(rep.NotVerified, "written_sha256 of encrypted images: not verified, because the ciphertext depends on the device key, which never leaves the station (the station checked it against the flash before lock: checks flash-md5)")
 	}
+	if n := modelledCount(rep.Devices); n > 0 {
+		rep.NotVerified = append(rep.NotVerified, fmt.Sprintf("board-side checks of %d of %d evidence files: not observed on a board, because a model answered them "+
+			"(virtual board or emulator) or the record does not say how they were established: not proof for a shipped device", n, len(rep.Devices)))
+	}
 	for p := range b {
 		if strings.HasPrefix(p, BundleImagesDir+"/") && !named[p] {
 			rep.Warnings = append(rep.Warnings, p+" is not named by any evidence file")
@@ -389,6 +405,16 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 	}
 	slices.Sort(rep.Warnings)
 	return rep, nil
+}
+
+func modelledCount(ds []DeviceResult) int {
+	n := 0
+	for _, d := range ds {
+		if d.Modelled {
+			n++
+		}
+	}
+	return n
 }
 
 func openCheckpoint(msg []byte, key *StationKey, origin string) (*Checkpoint, error) {

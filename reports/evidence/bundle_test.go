@@ -47,8 +47,14 @@ func TestVerifyBundleOK(t *testing.T) {
 		t.Errorf("warnings %v", rep.Warnings)
 	}
 	// Without an audit log, completeness is "not verified, because …".
-	if len(rep.NotVerified) != 2 || !strings.Contains(rep.NotVerified[1], "written_sha256") || !strings.Contains(rep.NotVerified[0], "no audit.log") || rep.AuditLog != nil {
+	// The lot ran on the virtual board: that its board-side checks were
+	// modelled is said too.
+	if len(rep.NotVerified) != 3 || !strings.Contains(rep.NotVerified[1], "written_sha256") || !strings.Contains(rep.NotVerified[0], "no audit.log") || rep.AuditLog != nil ||
+		!strings.Contains(rep.NotVerified[2], "board-side checks of 12 of 12 evidence files: not observed on a board") {
 		t.Errorf("not verified %v", rep.NotVerified)
+	}
+	if d := rep.Devices[0]; d.Schema != evidence.Schema || d.Target != evidence.TargetVirtual || !d.Modelled || !strings.Contains(d.Established, " modelled") {
+		t.Errorf("device result %+v", d)
 	}
 	if rep.Checkpoint == nil || rep.Checkpoint.Size != 12*4 {
 		t.Errorf("checkpoint %+v", rep.Checkpoint)
@@ -69,8 +75,26 @@ func TestVerifyBundleOK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.ImagesChecked) != 0 || len(rep.NotVerified) != 5 {
+	if len(rep.ImagesChecked) != 0 || len(rep.NotVerified) != 6 {
 		t.Errorf("checked %v, not verified %v", rep.ImagesChecked, rep.NotVerified)
+	}
+
+	// A lot of real boards: observed, nothing modelled to report.
+	b3, err := st.Bundle(evidencetest.Lot(evidencetest.LotOptions{N: 2, Target: evidence.TargetBoard}), evidencetest.BundleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err = evidence.VerifyBundle(t.Context(), b3, evidence.VerifyOptions{Key: st.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nv := range rep.NotVerified {
+		if strings.Contains(nv, "board-side checks") {
+			t.Errorf("real boards reported as modelled: %s", nv)
+		}
+	}
+	if d := rep.Devices[0]; d.Modelled || !strings.Contains(d.Established, " observed") {
+		t.Errorf("device result %+v", d)
 	}
 }
 

@@ -127,7 +127,7 @@ func WriteSummary(w io.Writer, r *Record) error {
 			notv = append(notv, c)
 		}
 	}
-	p("Checks    %d verified, %d not verified; %s\n", verified, len(notv), establishedCounts(r))
+	p("Checks    %d verified, %d not verified; %s\n", verified, len(notv), r.EstablishedCounts())
 	for _, g := range groupBy(notv, func(Check) bool { return true },
 		func(c Check) string { return oneLine(c.Status()) }, func(c Check) string { return c.Name }) {
 		p("          %s\n", wrap(strings.Join(g.names, ", ")+": "+g.key, 88, "            "))
@@ -136,9 +136,9 @@ func WriteSummary(w io.Writer, r *Record) error {
 	return err
 }
 
-// establishedCounts says how the record's checks were established:
-// "3 computed, 5 modelled".
-func establishedCounts(r *Record) string {
+// EstablishedCounts says how the record's checks were established:
+// "3 computed, 5 modelled" (Establishment, so a v1 record's too).
+func (r *Record) EstablishedCounts() string {
 	n := map[string]int{}
 	for _, c := range r.Checks {
 		n[r.Establishment(c)]++

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -204,7 +205,8 @@ Exit 0: everything verified. Exit 1: the first failure, naming the file.`,
 				return err
 			}
 			for _, d := range rep.Devices {
-				fmt.Fprintf(stdio.Out, "ok  %s  %s  %s  record %d of %d\n", d.File, d.MAC, d.Verdict, d.LeafIndex, d.TreeSize)
+				fmt.Fprintf(stdio.Out, "ok  %s  %s  %s  record %d of %d  (target %s: checks %s)\n", d.File, d.MAC, d.Verdict, d.LeafIndex, d.TreeSize,
+					cmp.Or(d.Target, "unnamed"), d.Established)
 			}
 			if a := rep.AuditLog; a != nil {
 				fmt.Fprintf(stdio.Out, "ok  %s  %d records (%d pinned by a signed checkpoint), %d result records: each has its evidence file, and each evidence file its result record\n",

@@ -185,6 +185,12 @@ func TestReportVerify(t *testing.T) {
 	if strings.Count("\n"+out, "\nok  evidence/") != 6 || !strings.Contains(out, "verified: 6 evidence files") || !strings.Contains(out, "images/app.bin") {
 		t.Errorf("output:\n%s", out)
 	}
+	// Each record says how its checks were established; a lot from the
+	// virtual board is said to be no proof for shipped devices.
+	if !strings.Contains(out, "(target virtual: checks 6 computed, 8 modelled)") ||
+		!strings.Contains(out, "--  board-side checks of 6 of 6 evidence files: not observed on a board") {
+		t.Errorf("output does not show how checks were established:\n%s", out)
+	}
 	// Without --key: still verifies, with a warning.
 	code, _, stderr = run(t, "report", "verify", dir)
 	if code != ExitOK || !strings.Contains(stderr, "warning: only the bundle's own station key") {
