@@ -196,6 +196,19 @@ type verifyData struct {
 	KeyDigest string `json:"key_digest"`
 }
 
+// burnData is a burn step's step.begin record.
+type burnData struct {
+	Fields []string `json:"fields"`
+	Repair []int    `json:"repair"`
+}
+
+// settledData is the step.end of a burn step an earlier run began and this
+// run found completed on the board.
+type settledData struct {
+	ByRun       string `json:"by_run"`
+	Established string `json:"established"`
+}
+
 // run is one board's run in progress.
 type run struct {
 	cfg  Config
@@ -397,18 +410,71 @@ func (x *run) journalRec(kind, step, result, errText string, data any) error {
 }
 
 func (x *run) auditRec(ev audit.Event, result audit.Result, details audit.Details) {
+	if err := x.auditFor(x.runID, ev, result, details); err != nil {
+		x.log.Warn("audit record not written", "event", ev, "err", err)
+	}
+}
+
+// auditFor appends an audit record of run (this run's ID, or an earlier
+// run's whose work this run found done).
+func (x *run) auditFor(run string, ev audit.Event, result audit.Result, details audit.Details) error {
 	if x.cfg.Audit == nil || x.mac == "" {
-		return
+		return nil
 	}
 	op := x.cfg.Operator
 	if op == "" {
 		op = "operator"
 	}
-	if _, err := x.cfg.Audit.Append(context.WithoutCancel(context.Background()), audit.Entry{
-		Operator: op, Device: x.mac, Run: x.runID, Event: ev, Result: result, Details: details,
-	}); err != nil {
-		x.log.Warn("audit record not written", "event", ev, "err", err)
+	_, err := x.cfg.Audit.Append(context.WithoutCancel(context.Background()), audit.Entry{
+		Operator: op, Device: x.mac, Run: run, Event: ev, Result: result, Details: details,
+	})
+	return err
+}
+
+// auditIntent records, durably, that the burn step name is about to start:
+// if the station dies during the burn, the audit log still shows who set
+// out to burn what. A log that cannot take the record stops the step
+// before anything is burned.
+func (x *run) auditIntent(name string, fields []string, pending *pendingBurn) error {
+	if x.cfg.Audit == nil || x.mac == "" {
+		return nil
 	}
+	d := audit.Details{"step": name, "fields": truncate(strings.Join(fields, ","), 256)}
+	if pending != nil {
+		d["begun_by_run"] = pending.Run
+	}
+	err := x.auditFor(x.runID, audit.EventEfuseIntent, audit.ResultInfo, d)
+	if err == nil {
+		err = x.cfg.Audit.Sync(context.WithoutCancel(context.Background()))
+	}
+	if err != nil {
+		return fmt.Errorf("provisioning: audit log: intent to burn %s not recorded, nothing burned: %w", name, err)
+	}
+	return nil
+}
+
+// burnEvent is the audit event that records a burn step's completion.
+func burnEvent(name string) audit.Event {
+	if name == StepDownload {
+		return audit.EventLock
+	}
+	return audit.EventEfuseBurn
+}
+
+// settle records a burn step that an earlier run began and did not see
+// finish, now that this run finds it complete on the board (how says from
+// what): in the audit log as that run's burn, and in the journal as ended.
+func (x *run) settle(name, how string) {
+	p, ok := x.js.pending[name]
+	if !ok {
+		return
+	}
+	delete(x.js.pending, name)
+	d := audit.Details{"step": name, "fields": truncate(strings.Join(p.Fields, ","), 256), "established": how, "observed_by_run": x.runID}
+	if err := x.auditFor(p.Run, burnEvent(name), audit.ResultOK, d); err != nil {
+		x.log.Warn("audit record not written", "step", name, "err", err)
+	}
+	_ = x.journalRec(recEnd, name, ResultOK, "", settledData{ByRun: p.Run, Established: how})
 }
 
 func (x *run) run(ctx context.Context) error {
@@ -809,6 +875,7 @@ func (x *run) burn(ctx context.Context, name string) error {
 	if s.Done() {
 		x.skip(phase, name, "already burned: the board holds it")
 		x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+" read back as planned", true, "")
+		x.settle(name, "eFuse read-back")
 		return nil
 	}
 	return x.step(phase, name, func() error {
@@ -816,8 +883,28 @@ func (x *run) burn(ctx context.Context, name string) error {
 		for _, pr := range s.Burn.Programs {
 			fields = append(fields, pr.Fields...)
 		}
-		if err := x.journalRec(recBegin, name, "", "", map[string]any{"fields": fields, "repair": s.Repair}); err != nil {
+		if err := x.journalRec(recBegin, name, "", "", burnData{Fields: fields, Repair: s.Repair}); err != nil {
 			return err
+		}
+		// An earlier run that began this step may have burned part of it:
+		// its fields belong to the completion this run records.
+		var earlier *pendingBurn
+		if p, ok := x.js.pending[name]; ok {
+			earlier = &p
+			for _, f := range p.Fields {
+				if !slices.Contains(fields, f) {
+					fields = append(fields, f)
+				}
+			}
+		}
+		if err := x.auditIntent(name, fields, earlier); err != nil {
+			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
+			return err
+		}
+		done := audit.Details{"step": name, "fields": truncate(strings.Join(fields, ","), 256)}
+		if earlier != nil {
+			done["begun_by_run"] = earlier.Run
+			delete(x.js.pending, name)
 		}
 		blocks := efuse.Blocks(x.r.Chip.ID)
 		var progs []flasher.BlockProgram
@@ -833,15 +920,20 @@ func (x *run) burn(ctx context.Context, name string) error {
 		if err != nil {
 			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
 			x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+" read back as planned", false, err.Error())
+			done["error"] = truncate(err.Error(), 256)
 			if be, ok := errors.AsType[*flasher.EfuseBurnError](err); ok && be.Err == nil {
 				// Every attempt programmed, and bits are still missing.
+				x.auditRec(burnEvent(name), audit.ResultFail, done)
 				return fmt.Errorf("%w: burn %s: %w", ErrVerify, name, be)
 			}
+			// The link failed: what was burned is unknown until a re-run
+			// reads the board (settle).
+			x.auditRec(burnEvent(name), audit.ResultAborted, done)
 			return fmt.Errorf("%w: burn %s: %w", ErrLink, name, err)
 		}
 		x.res.Burned = append(x.res.Burned, name)
 		if s.Lockdown {
-			return x.confirmLockdown(ctx, name)
+			return x.confirmLockdown(ctx, name, done)
 		}
 		// BurnBlocks read every block back after programming it and checked
 		// the controller's error registers; the board now reads as the plan
@@ -860,7 +952,7 @@ func (x *run) burn(ctx context.Context, name string) error {
 		}
 		x.img = view
 		x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+": every programmed block read back equal to its program data, controller error registers clear", true, "")
-		x.auditRec(audit.EventEfuseBurn, audit.ResultOK, audit.Details{"step": name, "fields": truncate(strings.Join(fields, ","), 256)})
+		x.auditRec(audit.EventEfuseBurn, audit.ResultOK, done)
 		return x.journalRec(recEnd, name, ResultOK, "", nil)
 	})
 }
@@ -873,40 +965,83 @@ func truncate(s string, n int) string {
 }
 
 // confirmLockdown reconnects after the last burn: secure download mode must
-// now be on (or the loader gone, for download disabled).
-func (x *run) confirmLockdown(ctx context.Context, name string) error {
+// now be on (or the loader gone, for download disabled). done is the audit
+// record's details.
+//
+// The burn's lost link is expected (the reload cuts the loader off), but a
+// power cut or a pulled cable before the program command loses the link
+// the same way. A loader that still answers with its registers open says
+// which: the lockdown field reads 0 when the burn never took place (a link
+// fault: run again), 1 when it did and the chip ignores it (the board
+// failed).
+func (x *run) confirmLockdown(ctx context.Context, name string, done audit.Details) error {
 	err := x.connect(ctx)
+	field := efuse.SecureDownloadField(x.r.Chip.ID)
+	if x.r.Lockdown.Download == recipe.DownloadDisabled {
+		field = efuse.DownloadDisableField(x.r.Chip.ID)
+	}
+	fail := func(why string, cause error) error {
+		_ = x.journalRec(recEnd, name, ResultFailed, why, nil)
+		done["error"] = truncate(why, 256)
+		if cause == nil {
+			cause = x.lockdownNotBurned(ctx, field)
+		}
+		switch {
+		case cause == nil:
+			x.auditRec(audit.EventLock, audit.ResultFail, done)
+			return fmt.Errorf("%w: %s", ErrVerify, why)
+		case errors.Is(cause, ErrLink):
+			x.auditRec(audit.EventLock, audit.ResultAborted, done)
+		default:
+			x.auditRec(audit.EventLock, audit.ResultFail, done)
+		}
+		return cause
+	}
 	switch x.r.Lockdown.Download {
 	case recipe.DownloadDisabled:
 		ok := err != nil && errors.Is(err, ErrLink)
-		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after "+efuse.DownloadDisableField(x.r.Chip.ID), ok, "the loader still answers")
+		x.check(evidence.CheckLockdown+":download", "the ROM download mode no longer answers after "+field, ok, "the loader still answers")
 		if !ok {
-			_ = x.journalRec(recEnd, name, ResultFailed, "download mode still answers", nil)
-			return fmt.Errorf("%w: download mode still answers after %s", ErrVerify, name)
+			if err != nil { // not a lost link: the connect refused the board
+				return fail(err.Error(), err)
+			}
+			return fail("download mode still answers after "+name, nil)
 		}
 		x.info.SecureDownload = false
 	default:
 		if err != nil {
-			_ = x.journalRec(recEnd, name, ResultFailed, err.Error(), nil)
-			return err
+			return fail(err.Error(), err)
 		}
 		ok := x.info.SecureDownload && x.info.Security.Flags&loader.FlagSecureDownloadEnable != 0
 		x.check(evidence.CheckLockdown+":download", "GET_SECURITY_INFO reports secure download mode after ENABLE_SECURITY_DOWNLOAD", ok, "the loader does not report secure download mode")
 		if !ok {
-			_ = x.journalRec(recEnd, name, ResultFailed, "secure download mode not reported", nil)
-			return fmt.Errorf("%w: secure download mode is not on after %s", ErrVerify, name)
+			return fail("secure download mode is not on after "+name, nil)
 		}
 	}
 	if x.after != nil {
-		f := efuse.SecureDownloadField(x.r.Chip.ID)
-		if x.r.Lockdown.Download == recipe.DownloadDisabled {
-			f = efuse.DownloadDisableField(x.r.Chip.ID)
-		}
-		x.after.Fields[f] = 1
+		x.after.Fields[field] = 1
 		_ = x.journalRec(recAfter, "", "", "", x.after)
 	}
-	x.auditRec(audit.EventLock, audit.ResultOK, audit.Details{"step": name, "download": string(x.r.Lockdown.Download)})
+	done["download"] = string(x.r.Lockdown.Download)
+	x.auditRec(audit.EventLock, audit.ResultOK, done)
 	return x.journalRec(recEnd, name, ResultOK, "", nil)
+}
+
+// lockdownNotBurned reads the lockdown field from a board whose loader
+// still answers after the lockdown burn: an ErrLink error when the field
+// is not burned (or cannot be read), so the run is a link fault a re-run
+// completes; nil when it is burned.
+func (x *run) lockdownNotBurned(ctx context.Context, field string) error {
+	if x.sess == nil || x.info.SecureDownload {
+		return nil
+	}
+	if err := x.readEfuses(ctx); err != nil {
+		return err
+	}
+	if v, err := x.img.Get(field); err == nil && v == 0 {
+		return fmt.Errorf("%w: the link was lost before %s was burned (it reads 0): run again", ErrLink, field)
+	}
+	return nil
 }
 
 // prepareRegions computes what each region must hold in flash.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"fuseline/esp/chip"
@@ -30,6 +31,27 @@ type journalState struct {
 	after         *evidence.EfuseSnapshot
 	// destroyed: the device key was destroyed on purpose (DestroyKey).
 	destroyed *keyDestroyedData
+	// pending are the burn steps an earlier run began (step.begin) that no
+	// run has ended ok, by step name: the run that stopped in them may have
+	// burned some or all of their bits, and the audit log has only its
+	// intent. This run removes the steps it settles or takes over.
+	pending map[string]pendingBurn
+}
+
+// pendingBurn is a burn step an earlier run began and did not see finish.
+type pendingBurn struct {
+	Run    string   // the run that began it
+	Fields []string // the fields it was to burn
+}
+
+// isBurnStep reports whether a journal step name is an eFuse burn step.
+func isBurnStep(name string) bool {
+	for _, b := range burnOrder {
+		if b.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // replay reads a journal's records into its state.
@@ -70,10 +92,28 @@ func replay(recs []journal.Record) journalState {
 			if r.Step == StepFlashKey {
 				s.keyBurnBegun = true
 			}
+			if isBurnStep(r.Step) {
+				var d burnData
+				_ = json.Unmarshal(r.Data, &d)
+				if s.pending == nil {
+					s.pending = map[string]pendingBurn{}
+				}
+				// A step begun again keeps the fields of every attempt.
+				fields := s.pending[r.Step].Fields
+				for _, f := range d.Fields {
+					if !slices.Contains(fields, f) {
+						fields = append(fields, f)
+					}
+				}
+				s.pending[r.Step] = pendingBurn{Run: r.Run, Fields: fields}
+			}
 			if strings.HasPrefix(r.Step, "flash:") {
 				s.flashVerified = false
 			}
 		case recEnd:
+			if r.Result == ResultOK {
+				delete(s.pending, r.Step)
+			}
 			if r.Step == "verify" && r.Result == ResultOK {
 				var d verifyData
 				if json.Unmarshal(r.Data, &d) == nil && d.KeyDigest == s.keyDigest && d.KeyDigest != "" {
@@ -247,7 +287,13 @@ func (x *run) locked(ctx context.Context) error {
 	}
 	if x.js.started && !x.js.complete {
 		x.res.Resumed = true
-		_ = x.journalRec(recEnd, StepDownload, ResultOK, "", nil) // confirmed by the security info
+		if _, ok := x.js.pending[StepDownload]; ok {
+			// The interrupted run burned it and lost the board before it saw
+			// the result: its burn goes on record now.
+			x.settle(StepDownload, "GET_SECURITY_INFO reports secure download mode")
+		} else {
+			_ = x.journalRec(recEnd, StepDownload, ResultOK, "", nil) // confirmed by the security info
+		}
 	} else {
 		x.res.AlreadyProvisioned = true
 	}
@@ -259,6 +305,9 @@ func (x *run) locked(ctx context.Context) error {
 // eFuses and its boot, nothing burned or written.
 func (x *run) alreadyDone(ctx context.Context) error {
 	x.res.AlreadyProvisioned = true
+	for _, s := range x.plan.Steps {
+		x.settle(s.Name, "eFuse read-back")
+	}
 	err := x.step(PhaseReadback, "", func() error {
 		x.check(evidence.CheckLockdown, "eFuse read-back holds every burn of the recipe", true, "")
 		hidden := true

@@ -22,6 +22,7 @@ type Event string
 const (
 	EventRunStart       Event = "run.start"       // a board's run began
 	EventIntake         Event = "intake"          // release intake result (manifest, hashes, signatures)
+	EventEfuseIntent    Event = "efuse.intent"    // an eFuse burn is about to start: written and fsynced before the irreversible step
 	EventEfuseBurn      Event = "efuse.burn"      // one eFuse field or key block burned and read back
 	EventRegionWritten  Event = "region.write"    // one flash region written
 	EventRegionVerified Event = "region.verify"   // one flash region verified (MD5, signatures)
