@@ -4,7 +4,7 @@ package main
 // each resumed until it passes (a bounded number of times), then judged by
 // the oracle in oracle_test.go. FUSELINE_SOAK=1 runs it; FUSELINE_SOAK_SCALE
 // (default 1) scales the number of runs of every fault kind; FUSELINE_SOAK_WORKERS
-// (default 24) bounds the boards in flight (a power cut costs the station
+// (default 32) bounds the boards in flight (a power cut costs the station
 // its loader timeouts, about 10 s of waiting and little CPU).
 
 import (
@@ -316,6 +316,11 @@ func (c *campaign) runCase(ctx context.Context, sc soakCase, dir string) (*board
 // row is one line of the table.
 type row struct {
 	runs, ok, unfinished, other, bricked, falsePass, audit, evidence int
+	// linkFaults, exit1: first runs under a pure link fault (power cut,
+	// pulled cable, noise), and those of them that exited 1 (board failed)
+	// instead of 3 (link or fixture error): an operator scraps such a board.
+	linkFaults, exit1 int
+	exit1Names        []string
 }
 
 func (r *row) add(f *finding) {
@@ -381,7 +386,7 @@ func TestSoak(t *testing.T) {
 		t.Skip("the fault campaign runs with FUSELINE_SOAK=1 (make soak); TestFaultOracle is its fast version")
 	}
 	scale := envFloat("FUSELINE_SOAK_SCALE", 1)
-	workers := int(envFloat("FUSELINE_SOAK_WORKERS", 24))
+	workers := int(envFloat("FUSELINE_SOAK_WORKERS", 32))
 	root, err := os.MkdirTemp("", "fuseline-soak-")
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +428,13 @@ func TestSoak(t *testing.T) {
 					rows[sc.kind] = &row{}
 				}
 				rows[sc.kind].add(f)
+				if sc.faults != "" && sc.kind != kindEfuse && len(bc.runs) > 0 {
+					rows[sc.kind].linkFaults++
+					if bc.runs[0].exit == 1 {
+						rows[sc.kind].exit1++
+						rows[sc.kind].exit1Names = append(rows[sc.kind].exit1Names, fmt.Sprintf("%s (`%s`)", sc.name, lastLine(bc.runs[0].output)))
+					}
+				}
 				var r row
 				r.add(f)
 				keep := r.bad() || !f.ok() || len(f.other) > 0
@@ -451,6 +463,16 @@ func TestSoak(t *testing.T) {
 		time.Since(start).Round(time.Minute), gitHead())
 	fmt.Fprintf(&rep, "Reference run (ESP32-S3, host-encrypted, no faults): %d loader commands, %d link bytes, %v.\n\n", c.ref.commands, c.ref.linkBytes, c.ref.duration.Round(time.Millisecond))
 	rep.WriteString(table(rows))
+	rep.WriteString("\nFirst runs under a link fault that exited 1 (board failed) instead of 3 (link or fixture error):\n\n")
+	for _, k := range kinds {
+		if r := rows[k]; r != nil && r.linkFaults > 0 {
+			fmt.Fprintf(&rep, "- %s: %d of %d", k, r.exit1, r.linkFaults)
+			if len(r.exit1Names) > 0 {
+				fmt.Fprintf(&rep, ": %s", strings.Join(firstN(r.exit1Names, 5), "; "))
+			}
+			rep.WriteString("\n")
+		}
+	}
 	if len(failures) > 0 {
 		fmt.Fprintf(&rep, "\n## Boards that are not provisioned and booting, or whose records are wrong (%d)\n\n", len(failures))
 		for _, f := range failures {
