@@ -205,3 +205,27 @@ func TestFaultOracleEvidenceClaims(t *testing.T) {
 		})
 	}
 }
+
+// The oracle can fail: a run that began (run.start) and returned without a
+// result record, and an exit 0 without a PASS result, are found.
+func TestFaultOracleResultRecords(t *testing.T) {
+	t.Parallel()
+	c := smokeCampaign(t)
+	bc := passedBoard(t, c)
+	recs, err := readAudit(filepath.Join(bc.datas[0], "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(recs) - 1
+	if recs[last].Event != "result" || bc.runs[0].to != len(recs) {
+		t.Fatalf("the clean run's records end with %s, invocation covers %d..%d of %d", recs[last].Event, bc.runs[0].from, bc.runs[0].to, len(recs))
+	}
+	bc.runs[0].to = last // as if the run had not recorded its result
+	f := c.judge(t.Context(), bc)
+	if got := strings.Join(f.auditMissing, "\n"); !strings.Contains(got, "has no result record") {
+		t.Errorf("result record cut off: audit findings %q", got)
+	}
+	if got := strings.Join(f.falsePass, "\n"); !strings.Contains(got, "exited 0 without a PASS result record") {
+		t.Errorf("result record cut off: false PASS findings %q", got)
+	}
+}

@@ -460,13 +460,16 @@ func (c *campaign) judgeClaims(ctx context.Context, bc *boardCase, f *finding, p
 		if inv.from <= len(recs) && inv.to <= len(recs) && inv.from <= inv.to {
 			slice = recs[inv.from:inv.to]
 		}
+		// A run that began here (run.start) ends here with its result; a
+		// record naming an earlier run (a resume attributing what the board
+		// shows that run completed) does not make that run this one's.
 		runs, results := map[string]bool{}, map[string]string{}
 		for _, r := range slice {
-			if r.Run == "" {
-				continue
-			}
-			runs[r.Run] = true
-			if r.Event == audit.EventResult {
+			switch {
+			case r.Run == "":
+			case r.Event == audit.EventRunStart:
+				runs[r.Run] = true
+			case r.Event == audit.EventResult:
 				results[r.Run] = r.Details["verdict"]
 			}
 		}
