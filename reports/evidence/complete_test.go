@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +24,12 @@ import (
 // result record in a real reports/audit log naming its SHA-256, the
 // detached signature and the inclusion proof of that record.
 type station struct {
-	t   *testing.T
+	t   testing.TB
 	dir string
 	log *audit.Log
 }
 
-func newStation(t *testing.T) *station {
+func newStation(t testing.TB) *station {
 	t.Helper()
 	dir := t.TempDir()
 	l, err := audit.Open(t.Context(), audit.Config{Dir: dir, Station: "line1-st3"})
@@ -244,4 +245,33 @@ func TestVerifyBundleOrphans(t *testing.T) {
 			t.Errorf("%s left: error %v", left, err)
 		}
 	}
+}
+
+// FuzzVerifyBundleAuditLog: a bundle's audit log is outside bytes. No log
+// panics the check, every error is a *FileError, and a log that passes has
+// a result record for every evidence file.
+func FuzzVerifyBundleAuditLog(f *testing.F) {
+	s := newStation(f)
+	for _, r := range evidencetest.Lot(evidencetest.LotOptions{N: 2}) {
+		s.provision(r, audit.EventResult, nil)
+	}
+	b, key := s.bundle()
+	log := b["audit.log"]
+	f.Add(log)
+	f.Add(log[:len(log)/2])
+	f.Add(bytes.Replace(log, []byte(`"event":"result"`), []byte(`"event":"region.write"`), 1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		bb := maps.Clone(b)
+		bb["audit.log"] = data
+		rep, err := evidence.VerifyBundle(t.Context(), bb, evidence.VerifyOptions{Key: key})
+		if err != nil {
+			if _, ok := errors.AsType[*evidence.FileError](err); !ok {
+				t.Fatalf("error %v is not a *FileError", err)
+			}
+			return
+		}
+		if rep.AuditLog == nil || rep.AuditLog.Results < len(rep.Devices) {
+			t.Fatalf("verified %d evidence files against %+v", len(rep.Devices), rep.AuditLog)
+		}
+	})
 }
