@@ -52,7 +52,8 @@ type AbandonedBoard struct {
 	LastStep string    `json:"last_step"`
 	LastTime time.Time `json:"last_time"`
 	// Age is how long the board has been left, from its last record.
-	Age time.Duration `json:"age_ns"`
+	Age        time.Duration `json:"-"`
+	AgeSeconds int64         `json:"age_seconds"`
 	// KeyHeld: a sealed (or, from an earlier version, raw) device key is
 	// stored for it.
 	KeyHeld bool `json:"key_held"`
@@ -103,6 +104,7 @@ func Abandoned(dataDir string, now time.Time) ([]AbandonedBoard, error) {
 		}
 		b.LastTime = recs[len(recs)-1].Time
 		b.Age = now.Sub(b.LastTime)
+		b.AgeSeconds = int64(b.Age / time.Second)
 		if st, err := os.Stat(filepath.Join(dir, dev+".key")); err == nil {
 			b.KeyHeld = true
 			b.KeySealed = st.Size() > 64

@@ -68,6 +68,16 @@ type Journal struct {
 
 var devicePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
+// CheckName reports whether name can name a device or a fixture slot: it
+// becomes part of a file name in the journal directory, so it must be
+// 1–64 of lower-case letters, digits, '.', '_' or '-' (no path separators).
+func CheckName(name string) error {
+	if !devicePattern.MatchString(name) {
+		return fmt.Errorf("journal: %q is not a plain name: 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
 // DeviceName turns a MAC ("7c:df:a1:00:00:01") into the file-name form
 // "7cdfa1000001"; other names must already be lower-case letters, digits,
 // '.', '_' or '-'.

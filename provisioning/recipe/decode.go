@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"fuseline/esp/chip"
+	"fuseline/reports/audit"
 )
 
 // MaxSize bounds the bytes Parse accepts: a recipe is a page of YAML.
@@ -296,6 +297,15 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 			if s, ok := d.str(v, f); ok {
 				if strings.TrimSpace(s) == "" || len(s) > 64 || strings.ContainsAny(s, "\x00\n\r\t") {
 					d.fail(v, f, "want a one-line name of 1 to 64 characters")
+					return
+				}
+				// The name reaches terminals, evidence and the audit log.
+				if err := audit.CheckText(f, s, 64); err != nil {
+					if fe, ok := errors.AsType[*audit.FieldError](err); ok {
+						d.fail(v, f, "%s", fe.Reason)
+					} else {
+						d.fail(v, f, "%v", err)
+					}
 					return
 				}
 				r.Name = s

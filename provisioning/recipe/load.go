@@ -112,3 +112,20 @@ func (r *Recipe) Resolve() error {
 	}
 	return errors.Join(errs...)
 }
+
+// CheckReleaseDir reports, as an *Error naming the recipe line, a release
+// path that is not an existing directory: a mistake in the recipe (exit 2)
+// rather than a release the station refuses at intake.
+func (r *Recipe) CheckReleaseDir() error {
+	ref := r.Release.Path
+	st, err := os.Stat(r.Path(ref))
+	switch {
+	case err != nil:
+		return &Error{File: r.Source.File, Line: ref.Line, Column: ref.Column, Field: ref.Field,
+			Msg: fmt.Sprintf("cannot read the release directory %s: %v", ref.Path, errors.Unwrap(err)), Err: err}
+	case !st.IsDir():
+		return &Error{File: r.Source.File, Line: ref.Line, Column: ref.Column, Field: ref.Field,
+			Msg: fmt.Sprintf("the release path %s is not a directory", ref.Path)}
+	}
+	return nil
+}

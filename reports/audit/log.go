@@ -167,6 +167,10 @@ type fwdItem struct {
 	cpSize int64
 }
 
+// ErrInUse: another process has the log open (one station process per
+// data directory).
+var ErrInUse = errors.New("audit: the log is in use by another process")
+
 // Open opens (creating if needed) the audit log in cfg.Dir, with its station
 // key (created on first use) and checkpoints. It verifies the whole log
 // against every stored checkpoint first and returns a *VerifyError if the
@@ -206,14 +210,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			return nil, fmt.Errorf("audit: data directory: %w", err)
 		}
 	}
-	cpFiles, err := ReadCheckpoints(l.layout.Checkpoints)
-	if err != nil {
-		return nil, err
-	}
-	l.signer, l.verifier, err = loadOrCreateKey(l.layout, l.origin, l.rand, len(cpFiles) > 0)
-	if err != nil {
-		return nil, err
-	}
+	// Lock first: the station key is made on first use, and two stations
+	// starting at once on a fresh directory must not both try to make it.
+	var err error
 	l.f, err = os.OpenFile(l.layout.Log, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open log: %w", err)
@@ -228,7 +227,15 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		}
 	}()
 	if err := lockFile(l.f); err != nil {
-		return nil, fmt.Errorf("audit: log %s is in use by another process: %w", l.layout.Log, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrInUse, l.layout.Log, err)
+	}
+	cpFiles, err := ReadCheckpoints(l.layout.Checkpoints)
+	if err != nil {
+		return nil, err
+	}
+	l.signer, l.verifier, err = loadOrCreateKey(l.layout, l.origin, l.rand, len(cpFiles) > 0)
+	if err != nil {
+		return nil, err
 	}
 	if err := l.load(ctx, cpFiles); err != nil {
 		return nil, err

@@ -381,6 +381,13 @@ func checkPrintable(s string) error {
 	return nil
 }
 
+// CheckText is the one rule for a short free-text value a person types
+// (an operator name, a lot, a serial number, a recipe name): at most max
+// bytes, printable (no control characters to reach a terminal or a log
+// raw), and not shaped like a key. An empty value passes. The error names
+// field.
+func CheckText(field, v string, max int) error { return checkText(field, v, max, false) }
+
 // checkText checks a free-text field (operator names may have spaces).
 func checkText(field, v string, max int, required bool) error {
 	if v == "" {

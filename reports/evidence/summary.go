@@ -3,8 +3,11 @@ package evidence
 import (
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // WriteSummary renders r as one screen of text for an operator or auditor:
@@ -12,7 +15,19 @@ import (
 // steps, and every check that did not verify, with its reason.
 func WriteSummary(w io.Writer, r *Record) error {
 	var b strings.Builder
-	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	// Every string from the record is escaped (the evidence file is outside
+	// input: a control character in a lot or a serial must not reach the
+	// terminal raw, nor a newline forge a line); pre-rendered text is raw.
+	p := func(format string, a ...any) {
+		for i, v := range a {
+			if t, ok := v.(raw); ok {
+				a[i] = string(t)
+			} else if rv := reflect.ValueOf(v); rv.Kind() == reflect.String {
+				a[i] = safe(rv.String())
+			}
+		}
+		fmt.Fprintf(&b, format, a...)
+	}
 
 	p("Evidence  %s  (%s)\n", r.ID, r.Schema)
 	rev := r.Device.Revision
@@ -85,9 +100,9 @@ func WriteSummary(w io.Writer, r *Record) error {
 	} else {
 		var parts []string
 		for _, c := range ch {
-			parts = append(parts, fmt.Sprintf("%s %s→%s", c.Name, fieldValue(c.Before, c.InBefore), fieldValue(c.After, c.InAfter)))
+			parts = append(parts, fmt.Sprintf("%s %s→%s", safe(c.Name), fieldValue(c.Before, c.InBefore), fieldValue(c.After, c.InAfter)))
 		}
-		p("eFuse     %s\n", wrap(strings.Join(parts, ", "), 88, "          "))
+		p("eFuse     %s\n", raw(wrap(strings.Join(parts, ", "), 88, "          ")))
 	}
 	for _, k := range r.Efuse.After.KeyBlocks {
 		if k.Empty {
@@ -105,18 +120,18 @@ func WriteSummary(w io.Writer, r *Record) error {
 
 	var steps []string
 	for _, s := range r.Steps {
-		e := fmt.Sprintf("%s %s %s", s.Name, s.Result, roundDur(s.Duration))
+		e := fmt.Sprintf("%s %s %s", safe(s.Name), safe(s.Result), roundDur(s.Duration))
 		if s.Result == StepSkipped {
-			e = s.Name + " skipped"
+			e = safe(s.Name) + " skipped"
 		}
 		steps = append(steps, e)
 	}
-	p("Steps     %s\n", wrap(strings.Join(steps, " · "), 88, "          "))
+	p("Steps     %s\n", raw(wrap(strings.Join(steps, " · "), 88, "          ")))
 	// Steps that did not run OK, grouped by their reason so a stop early in
 	// the run does not push the rest off the screen.
 	for _, g := range groupBy(r.Steps, func(s Step) bool { return s.Result != StepOK },
-		func(s Step) string { return s.Result + ": " + oneLine(s.Error) }, func(s Step) string { return s.Name }) {
-		p("          %s\n", wrap(strings.Join(g.names, ", ")+" "+g.key, 88, "            "))
+		func(s Step) string { return safe(s.Result + ": " + oneLine(s.Error)) }, func(s Step) string { return safe(s.Name) }) {
+		p("          %s\n", raw(wrap(strings.Join(g.names, ", ")+" "+g.key, 88, "            ")))
 	}
 
 	verified, notv := 0, []Check{}
@@ -129,8 +144,8 @@ func WriteSummary(w io.Writer, r *Record) error {
 	}
 	p("Checks    %d verified, %d not verified; %s\n", verified, len(notv), r.EstablishedCounts())
 	for _, g := range groupBy(notv, func(Check) bool { return true },
-		func(c Check) string { return oneLine(c.Status()) }, func(c Check) string { return c.Name }) {
-		p("          %s\n", wrap(strings.Join(g.names, ", ")+": "+g.key, 88, "            "))
+		func(c Check) string { return safe(oneLine(c.Status())) }, func(c Check) string { return safe(c.Name) }) {
+		p("          %s\n", raw(wrap(strings.Join(g.names, ", ")+": "+g.key, 88, "            ")))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -178,15 +193,18 @@ func WriteChecks(w io.Writer, r *Record) error {
 	var b strings.Builder
 	width := 0
 	for _, c := range r.Checks {
-		width = max(width, len(c.Name))
+		width = max(width, len(safe(c.Name)))
 	}
 	fmt.Fprintf(&b, "Checks (%d): outcome, how established\n", len(r.Checks))
 	for _, c := range r.Checks {
+		// Record text is escaped, as in WriteSummary.
+		how := safe(EstablishedText(r.Establishment(c)))
+		c.Name, c.What, c.Because = safe(c.Name), safe(oneLine(c.What)), safe(oneLine(c.Because))
 		outcome := "verified"
 		if !c.Verified {
 			outcome = "NOT verified"
 		}
-		fmt.Fprintf(&b, "  %-*s  %-12s  %s\n", width, c.Name, outcome, EstablishedText(r.Establishment(c)))
+		fmt.Fprintf(&b, "  %-*s  %-12s  %s\n", width, c.Name, outcome, how)
 		if c.What != "" {
 			fmt.Fprintf(&b, "  %*s  %s\n", width, "", wrap(oneLine(c.What), 88, "  "+strings.Repeat(" ", width)+"  "))
 		}
@@ -196,6 +214,41 @@ func WriteChecks(w io.Writer, r *Record) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// raw is text WriteSummary rendered itself, printed as it is.
+type raw string
+
+// safe escapes what must not reach a terminal from a record: control
+// characters (a newline too), other non-printable runes and invalid UTF-8
+// become \xNN or \uNNNN.
+func safe(s string) string {
+	ok := true
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteString(s[i : i+n])
+		case r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		i += n
+	}
+	return b.String()
 }
 
 type group struct {

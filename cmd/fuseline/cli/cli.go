@@ -97,6 +97,7 @@ func newRoot(stdio Stdio) *cobra.Command {
 		newRunCmd(stdio),
 		newDemoCmd(stdio),
 		newAuditCmd(stdio),
+		newJournalCmd(stdio),
 	)
 	return root
 }

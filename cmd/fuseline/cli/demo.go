@@ -56,6 +56,9 @@ Running it again reuses the keys and provisions a new blank board.`,
 }
 
 func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode string) error {
+	if err := checkRunFlags(o); err != nil {
+		return err
+	}
 	c, err := chip.ByName(chipName)
 	if err != nil {
 		return usageErr("--chip: %v", err)

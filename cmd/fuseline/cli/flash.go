@@ -105,6 +105,9 @@ type board struct {
 // connect opens the port, resets the board into its loader and syncs.
 func (f *connFlags) connect(ctx context.Context, stdio Stdio, noCompress bool) (*board, error) {
 	spec, before, baud, chipName := f.port, f.before, f.baud, f.chip
+	if baud <= 0 {
+		return nil, usageErr("--baud %d: want a positive rate such as 460800", baud)
+	}
 	var pins fixtures.Pins
 	switch {
 	case f.fixture != "" && f.port != "":

@@ -20,6 +20,7 @@ import (
 	"fuseline/fixtures"
 	"fuseline/fixtures/virtual"
 	"fuseline/provisioning"
+	"fuseline/provisioning/journal"
 	"fuseline/provisioning/recipe"
 	"fuseline/provisioning/sim"
 	"fuseline/reports/audit"
@@ -138,6 +139,9 @@ func loadRecipeAndRelease(ctx context.Context, o runOptions, path string, log *a
 		return nil, nil, usageErr("--recipe is required")
 	}
 	r, err := recipe.Load(path)
+	if err == nil {
+		err = r.CheckReleaseDir()
+	}
 	if err != nil {
 		return nil, nil, &ExitError{Code: ExitUsage, Err: err}
 	}
@@ -200,7 +204,34 @@ func openStationLog(ctx context.Context, o runOptions) (*audit.Log, func(), erro
 	}, nil
 }
 
+// checkRunFlags refuses, before anything is written, flag values that
+// would reach a file name, the terminal, the evidence or the audit log in
+// a form they must not have: a slot that is not a plain name, control
+// characters in --operator, --lot or --serial (the one rule for typed text
+// is audit.CheckText), a baud rate that is not a rate.
+func checkRunFlags(o runOptions) error {
+	if err := journal.CheckName(o.slot); err != nil {
+		return usageErr("--slot: %v", strings.TrimPrefix(err.Error(), "journal: "))
+	}
+	for _, t := range []struct{ flag, v string }{{"--operator", operatorOf(o)}, {"--lot", o.lot}, {"--serial", o.serial}} {
+		if err := audit.CheckText(t.flag, t.v, 128); err != nil {
+			if fe, ok := errors.AsType[*audit.FieldError](err); ok {
+				// Not the value: it may be garbage, or shaped like a key.
+				return usageErr("%s: %s", t.flag, fe.Reason)
+			}
+			return usageErr("%s: %v", t.flag, err)
+		}
+	}
+	if o.baud <= 0 {
+		return usageErr("--baud %d: want a positive rate such as %d", o.baud, provisioning.DefaultBaud)
+	}
+	return nil
+}
+
 func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
+	if err := checkRunFlags(o); err != nil {
+		return err
+	}
 	if o.target == "" {
 		o.target = "virtual"
 	}

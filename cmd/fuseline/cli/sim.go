@@ -103,6 +103,12 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 			ln, err := net.Listen("tcp", listen)
 			if err != nil {
 				b.Close()
+				if _, _, serr := net.SplitHostPort(listen); serr != nil {
+					return usageErr("--listen %q: want HOST:PORT (%v)", listen, serr)
+				}
+				if ae, ok := errors.AsType[*net.AddrError](err); ok {
+					return usageErr("--listen %q: %v", listen, ae)
+				}
 				return linkErr(fmt.Errorf("sim: listen on %s: %w", listen, err))
 			}
 			addr := ln.Addr().String()
