@@ -308,3 +308,59 @@ func TestRunPowerCutAuditsEveryBurn(t *testing.T) {
 		})
 	}
 }
+
+// TestRunPowerCutInLockdownIsLinkFault cuts the power at each command of
+// the download lockdown's burn. The burn's lost link looks like the one the
+// lockdown itself causes; when the reconnect finds the loader open and
+// ENABLE_SECURITY_DOWNLOAD still 0, the burn never happened: the run is a
+// link fault (exit 3), not a board failure (issue 19 item 5, where
+// powercut-before=1308 gave FAIL [verify] "secure download mode is not on"),
+// and a re-run passes.
+func TestRunPowerCutInLockdownIsLinkFault(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two runs per power cut")
+	}
+	t.Parallel()
+	sp := burnSpans(t)[provisioning.StepDownload]
+	if sp[0] == 0 || sp[1] <= sp[0] {
+		t.Fatalf("download lockdown span %v", sp)
+	}
+	for k := sp[0] + 1; k <= sp[1]; k += 2 {
+		f := virtual.FaultSpec{PowerCutBefore: k}
+		t.Run(f.String(), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, chip.S3(), workspace.Options{})
+			dir := filepath.Join(filepath.Dir(e.data), "board")
+			e.b.Close()
+			b1 := newCutBoard(t, dir, f)
+			cfg := e.cfg()
+			cfg.Rand, cfg.Probe = fixedRand(9), b1
+			res1, err := provisioning.Run(ctxT(t), b1, cfg)
+			sdm, _ := b1.V.Efuse().Get("ENABLE_SECURITY_DOWNLOAD")
+			b1.Close()
+			switch {
+			case err == nil:
+				// The cut came after the program: the reconnect found the
+				// board locked, as the lockdown's own lost link.
+				if sdm != 1 || res1.Verdict != evidence.PASS {
+					t.Fatalf("passed with ENABLE_SECURITY_DOWNLOAD = %d, verdict %s", sdm, res1.Verdict)
+				}
+				return
+			case errors.Is(err, provisioning.ErrVerify) || !errors.Is(err, provisioning.ErrLink) || res1.Code != "link-lost":
+				t.Fatalf("a power cut in the lockdown burn (ENABLE_SECURITY_DOWNLOAD = %d) is reported as %s: %v; want a link fault", sdm, res1.Code, err)
+			}
+			b2, err := sim.New(virtual.Config{Chip: chip.S3(), StateDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b2.Close()
+			cfg = e.cfg()
+			cfg.Probe = b2
+			cfg.Now = func() time.Time { return time.Now().Add(time.Second) }
+			res2, err := provisioning.Run(ctxT(t), b2, cfg)
+			if err != nil || res2.Verdict != evidence.PASS {
+				t.Fatalf("re-run after the cut: %v", err)
+			}
+		})
+	}
+}
