@@ -143,7 +143,8 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	if r.Lockdown.Download == recipe.DownloadDisabled {
 		dl = "download mode disabled"
 	}
-	say("\nThe board runs %q with flash encryption and Secure Boot on, JTAG off, %s.", banner, dl)
+	say("\nThe virtual board runs %q with flash encryption and Secure Boot on, JTAG off, %s.", banner, dl)
+	say("Its boot log and board-side checks are modelled (the evidence says so): proof of the flow, not of a shipped device.")
 	say("Evidence:  %s", res.EvidencePath)
 	say("Audit log: %s", filepath.Join(o.data, "audit.log"))
 	// Reports over every board this demo workspace has provisioned so far.
