@@ -187,3 +187,12 @@ func TestSpecsJUnitNamesTargetAndMatrixSpecs(t *testing.T) {
 		}
 	}
 }
+
+// A selection that runs no spec tested nothing: the run fails.
+func TestSpecsEmptySelectionFails(t *testing.T) {
+	t.Parallel()
+	err, out, _ := runSuite(t, "-target=virtual", "-ginkgo.label-filter=no-such-label")
+	if ee, ok := errors.AsType[*exec.ExitError](err); !ok || ee.ExitCode() == 0 || !strings.Contains(out, "no specs ran") {
+		t.Fatalf("exit %v, want a failure saying no specs ran:\n%s", err, out)
+	}
+}
