@@ -130,7 +130,8 @@ func TestFaultOracleUnrecordedBurns(t *testing.T) {
 	f := c.judge(t.Context(), &boardCase{state: bc.state, datas: []string{t.TempDir()}})
 	got := strings.Join(f.auditMissing, "\n")
 	for _, st := range c.ref.steps {
-		if !strings.Contains(got, "step "+st.name+" are burned") {
+		if !strings.Contains(got, "step "+st.name+" are burned on the board, no efuse.intent record") ||
+			!strings.Contains(got, "step "+st.name+" are burned on the board, no efuse.burn/lock ok record") {
 			t.Errorf("no audit finding for step %s: %q", st.name, got)
 		}
 	}

@@ -537,11 +537,20 @@ func (c *campaign) judgeClaims(ctx context.Context, bc *boardCase, f *finding, p
 	// Every irreversible change on the board has an audit record of the
 	// step that makes it, in one of the station logs.
 	if phys != nil {
-		recorded := map[string]bool{}
+		// Issue 19 item 3: the intent before the burn, and a completion
+		// (ok) by the run that burned it or, when that run was cut off, by
+		// the run that found the burn on the board.
+		intent, completed := map[string]bool{}, map[string]bool{}
 		for _, recs := range logs {
 			for _, r := range recs {
-				if r.Device == mac && r.Details["step"] != "" {
-					recorded[r.Details["step"]] = true
+				if r.Device != mac || r.Details["step"] == "" {
+					continue
+				}
+				switch {
+				case r.Event == audit.EventEfuseIntent:
+					intent[r.Details["step"]] = true
+				case (r.Event == audit.EventEfuseBurn || r.Event == audit.EventLock) && r.Result == audit.ResultOK:
+					completed[r.Details["step"]] = true
 				}
 			}
 		}
@@ -557,8 +566,11 @@ func (c *campaign) judgeClaims(ctx context.Context, bc *boardCase, f *finding, p
 				}
 				visible = visible || maskOf(changed, m.block, m.word)&m.mask != 0
 			}
-			if visible && !recorded[st.name] {
-				f.auditMissing = append(f.auditMissing, fmt.Sprintf("eFuses of step %s are burned on the board, no audit record names it", st.name))
+			if visible && !intent[st.name] {
+				f.auditMissing = append(f.auditMissing, fmt.Sprintf("eFuses of step %s are burned on the board, no %s record names it", st.name, audit.EventEfuseIntent))
+			}
+			if visible && !completed[st.name] {
+				f.auditMissing = append(f.auditMissing, fmt.Sprintf("eFuses of step %s are burned on the board, no %s/%s ok record names it", st.name, audit.EventEfuseBurn, audit.EventLock))
 			}
 		}
 		for _, m := range changed {
