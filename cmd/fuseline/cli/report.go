@@ -205,8 +205,14 @@ Exit 0: everything verified. Exit 1: the first failure, naming the file.`,
 				return err
 			}
 			for _, d := range rep.Devices {
-				fmt.Fprintf(stdio.Out, "ok  %s  %s  %s  record %d of %d  (target %s: checks %s)\n", d.File, d.MAC, d.Verdict, d.LeafIndex, d.TreeSize,
-					cmp.Or(d.Target, "unnamed"), d.Established)
+				old := ""
+				if d.Schema != evidence.Schema {
+					// A v1 record did not record it: what is shown is what
+					// its target and check kinds still tell.
+					old = "; " + d.Schema + " does not record how, this is inferred"
+				}
+				fmt.Fprintf(stdio.Out, "ok  %s  %s  %s  record %d of %d  (target %s: checks %s%s)\n", d.File, d.MAC, d.Verdict, d.LeafIndex, d.TreeSize,
+					cmp.Or(d.Target, "unnamed"), d.Established, old)
 			}
 			if a := rep.AuditLog; a != nil {
 				fmt.Fprintf(stdio.Out, "ok  %s  %d records (%d pinned by a signed checkpoint), %d result records: each has its evidence file, and each evidence file its result record\n",

@@ -191,6 +191,12 @@ func TestReportVerify(t *testing.T) {
 		!strings.Contains(out, "--  board-side checks of 6 of 6 evidence files: not observed on a board") {
 		t.Errorf("output does not show how checks were established:\n%s", out)
 	}
+	// Evidence from before schema v2 (a bundle the v1 code signed) still
+	// verifies, and says its establishment is inferred, not recorded.
+	code, out, stderr = run(t, "report", "verify", filepath.Join("..", "..", "..", "reports", "evidence", "testdata", "v1", "bundle.tar"))
+	if code != ExitOK || !strings.Contains(out, "verified: 4 evidence files") || !strings.Contains(out, "fuseline.evidence/v1 does not record how, this is inferred") {
+		t.Errorf("v1 bundle: exit %d\n%s\n%s", code, out, stderr)
+	}
 	// Without --key: still verifies, with a warning.
 	code, _, stderr = run(t, "report", "verify", dir)
 	if code != ExitOK || !strings.Contains(stderr, "warning: only the bundle's own station key") {
