@@ -15,7 +15,9 @@ import (
 )
 
 // ReadEfuses reads every block's read registers into an efuse.Image (what
-// the host sees: read-protected blocks read as zero).
+// the host sees: read-protected blocks read as zero). Every word is read
+// until two reads in a row agree (ReadRegStable): a corrupted answer must
+// not pass as the board's state.
 func (s *Session) ReadEfuses(ctx context.Context) (*efuse.Image, error) {
 	if err := s.needRegs(); err != nil {
 		return nil, fmt.Errorf("flasher: read eFuses: %w", err)
@@ -36,7 +38,7 @@ func (s *Session) ReadEfuses(ctx context.Context) (*efuse.Image, error) {
 			return nil, err
 		}
 		for w := range img.Blocks[b] {
-			v, err := s.ReadReg(ctx, base+uint32(4*w))
+			v, err := s.ReadRegStable(ctx, base+uint32(4*w))
 			if err != nil {
 				return nil, fmt.Errorf("flasher: read eFuse BLOCK%d word %d: %w", b, w, err)
 			}
@@ -46,6 +48,55 @@ func (s *Session) ReadEfuses(ctx context.Context) (*efuse.Image, error) {
 		s.emit(Event{Phase: PhaseEfuse, Region: fmt.Sprintf("read BLOCK%d", b), Done: int64(done), Total: int64(total)})
 	}
 	return img, nil
+}
+
+// stableReads bounds the reads of one word in ReadRegStable; a line that
+// spoils this many in a row is not fit to read eFuses over.
+const stableReads = 8
+
+// ReadRegStable reads a register until two reads in a row return the same
+// value, and returns ErrReadUnstable (wrapped) when none agree within
+// stableReads reads. It is for registers that do not change between reads
+// (eFuse read registers): READ_REG answers carry no checksum, and a bit
+// flipped on the line would otherwise be taken as the chip's. Once a word's
+// reads have disagreed the line is known to be noisy there, and three in a
+// row must agree: a request whose address the line changed reads another
+// register, often an unmapped one that reads 0, so two spoilt reads can
+// agree on 0.
+//
+// An answer whose status byte the line spoilt (a failure code the loader
+// does not give for a register read) counts as one that disagrees; a lost
+// link, a timeout or a refusal (secure download mode, a lockdown just
+// burned) ends the read at once.
+func (s *Session) ReadRegStable(ctx context.Context, addr uint32) (uint32, error) {
+	var prev uint32
+	run, need := 0, 2 // run: reads in a row equal to prev
+	for n := 1; n <= stableReads; n++ {
+		v, err := s.ReadReg(ctx, addr)
+		if err != nil {
+			ce, ok := errors.AsType[*CommandError](err)
+			if !ok || ce.Status == 0 || retryable(err) {
+				return 0, err
+			}
+			s.log.Debug("flasher: register read answered with a spoilt status", "addr", addr, "read", n, "err", err)
+			run, need = 0, 3
+			continue
+		}
+		switch {
+		case run > 0 && v == prev:
+			run++
+		case run > 0:
+			s.log.Debug("flasher: register reads disagree", "addr", addr, "read", n)
+			run, need = 1, 3
+		default:
+			run = 1
+		}
+		prev = v
+		if run >= need {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("flasher: read register 0x%08x: %w (%d reads, never enough in a row equal)", addr, ErrReadUnstable, stableReads)
 }
 
 func (s *Session) blockReadAddr(b int) (uint32, error) {
@@ -205,7 +256,9 @@ func (s *Session) burnBlock(ctx context.Context, p BlockProgram, words int) erro
 			if want[w] == 0 {
 				continue // nothing requested in this word: nothing can be missing
 			}
-			got, err := s.ReadReg(ctx, base+uint32(4*w))
+			// A corrupted read-back would either hide a missing bit or
+			// program the block once more for nothing.
+			got, err := s.ReadRegStable(ctx, base+uint32(4*w))
 			if err != nil {
 				return &EfuseBurnError{Block: p.Block, Attempts: attempt, Err: err}
 			}

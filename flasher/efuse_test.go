@@ -60,6 +60,75 @@ func TestReadEfuses(t *testing.T) {
 	}
 }
 
+// READ_REG answers carry no checksum: a value changed on the line arrives
+// in a good frame. ReadEfuses takes a word only when two reads in a row
+// agree, so a flipped answer is read again, and a register whose answers
+// never agree is an error (ErrReadUnstable), never a guess.
+func TestReadEfusesNoisyAnswers(t *testing.T) {
+	t.Parallel()
+	c := chip.S3()
+	base := c.Efuse.BlockRead[4] // BLOCK_KEY0, word 0
+	tests := []struct {
+		name  string
+		noise func(seen map[uint32]int, addr, v uint32) uint32
+		err   error
+	}{
+		{"each word's first answer flipped", func(seen map[uint32]int, addr, v uint32) uint32 {
+			if seen[addr]++; seen[addr] == 1 {
+				return v ^ 1<<(addr%32)
+			}
+			return v
+		}, nil},
+		{"two answers in a row spoilt, differently", func(seen map[uint32]int, addr, v uint32) uint32 {
+			switch seen[addr]++; seen[addr] {
+			case 1:
+				return v ^ 0x80000000
+			case 2:
+				return v ^ 0x40000000
+			}
+			return v
+		}, nil},
+		{"a key word's answers never agree", func(seen map[uint32]int, addr, v uint32) uint32 {
+			if addr == base {
+				seen[addr]++
+				return v ^ uint32(seen[addr])
+			}
+			return v
+		}, flasher.ErrReadUnstable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeChip(c)
+			for b := range f.phys.Blocks {
+				for w := range f.phys.Blocks[b] {
+					f.phys.Blocks[b][w] = uint32(b<<8 | w)
+				}
+			}
+			f.reload()
+			withFake(t, f, func(t *testing.T, ctx context.Context, s *flasher.Session) {
+				seen := map[uint32]int{}
+				f.mu.Lock()
+				f.readNoise = func(addr, v uint32) uint32 { return tc.noise(seen, addr, v) }
+				f.mu.Unlock()
+				img, err := s.ReadEfuses(ctx)
+				if tc.err != nil {
+					if !errors.Is(err, tc.err) || img != nil {
+						t.Fatalf("err %v, image %v; want %v and no image", err, img != nil, tc.err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !img.Equal(f.phys) {
+					t.Fatalf("read %v\nwant %v", img.Blocks, f.phys.Blocks)
+				}
+			})
+		})
+	}
+}
+
 func TestBurnBlocks(t *testing.T) {
 	t.Parallel()
 	block0 := flasher.BlockProgram{Block: 0, Words: []uint32{0, 0, 0x000C0000, 0, 0, 0}}
@@ -196,11 +265,12 @@ func TestBurnBlocks(t *testing.T) {
 	}
 }
 
-// One BLOCK0 burn through the ROM takes 59 register round trips: the
+// One BLOCK0 burn through the ROM takes 60 register round trips: the
 // timing setup (3 reads, 1 write), an idle poll (2 reads), the data load
 // (1 write), PGM (1 write) and its idle poll (2), six reloads of one write,
 // an idle poll and the 5 repeat-error reads each, and the read-back of the
-// one word that has requested bits.
+// one word that has requested bits (twice: the two reads must agree, as a
+// READ_REG answer carries no checksum), 60 in all.
 // espefuse's sequence takes 92 (every read-modify-write and write its own
 // command, CMD polled before and after everything). On a line each round
 // trip costs the USB adapter's latency.
@@ -212,8 +282,8 @@ func TestBurnRoundTrips(t *testing.T) {
 		if err := s.BurnBlocks(ctx, []flasher.BlockProgram{{Block: 0, Words: []uint32{0, 0, 0x000C0000, 0, 0, 0}}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.regOps - before; got != 59 {
-			t.Fatalf("%d register round trips, want 59", got)
+		if got := f.regOps - before; got != 60 {
+			t.Fatalf("%d register round trips, want 60", got)
 		}
 	})
 }

@@ -32,6 +32,11 @@ var (
 	ErrVerify = errors.New("flasher: verify failed")
 	// ErrSessionEnded: the board was reset out of the loader.
 	ErrSessionEnded = errors.New("flasher: session ended (board reset)")
+	// ErrReadUnstable: repeated reads of one register kept disagreeing. The
+	// loader's READ_REG answers carry no checksum, so a noisy line can
+	// change a value without damaging its frame; a value is taken only
+	// when two reads in a row agree.
+	ErrReadUnstable = errors.New("flasher: repeated register reads disagree")
 	// ErrLinkClosedByLockdown: burning a lockdown eFuse (secure download
 	// mode, download disabled) cut the loader off during the reload, as the
 	// real ROM does. It is the expected outcome of that burn (§1.6).

@@ -42,6 +42,9 @@ type fakeChip struct {
 	lastOp       loader.Op
 	// regOps counts READ_REG and WRITE_REG commands (round trips).
 	regOps int
+	// readNoise, if set, changes the value of a READ_REG answer as a noisy
+	// line does: the frame and its status stay intact.
+	readNoise func(addr, v uint32) uint32
 }
 
 func newFakeChip(c chip.Chip) *fakeChip {
@@ -119,6 +122,8 @@ func (f *fakeChip) handle(req loader.Request) []loader.Response {
 		v := f.regs[a]
 		if a == chip.MagicAddr {
 			v = f.c.MagicValues[0]
+		} else if f.readNoise != nil {
+			v = f.readNoise(a, v)
 		}
 		return []loader.Response{ok(req.Op, v, nil)}
 	case loader.OpWriteReg:
