@@ -219,6 +219,14 @@ func (x *run) record(end time.Time) (*evidence.Record, error) {
 	rec.Checks = append(rec.Checks, evidence.Check{Name: evidence.CheckOperator, What: "the operator was authenticated by the station",
 		Verified: x.cfg.OperatorAuthenticated, Because: map[bool]string{false: "the operator name was taken as given (--operator), not authenticated"}[x.cfg.OperatorAuthenticated],
 		Established: evidence.Establish(evidence.CheckOperator, x.target)})
+	for i := range rec.Checks {
+		// A check added without going through x.check still says how it
+		// was established (by its kind and this run's target), rather than
+		// leaving a record that cannot be written.
+		if rec.Checks[i].Established == "" {
+			rec.Checks[i].Established = evidence.Establish(rec.Checks[i].Kind(), x.target)
+		}
+	}
 	for _, rg := range x.regions {
 		im := rg.im
 		// The evidence names the file by its base name: a bundle keeps

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"fuseline/esp/chip"
 	"fuseline/fixtures"
@@ -17,12 +18,15 @@ import (
 var _ provisioning.TargetKind = (*sim.Board)(nil)
 
 // linkBoard is a board reached over a link: it hides what is behind it,
-// as socket://, tcp:// and rfc2217:// do.
+// as socket://, tcp:// and rfc2217:// do, and has what a fixtures.Link has
+// (a read deadline, a baud rate).
 type linkBoard struct{ b *sim.Board }
 
 func (l linkBoard) Read(p []byte) (int, error)                       { return l.b.Read(p) }
 func (l linkBoard) Write(p []byte) (int, error)                      { return l.b.Write(p) }
 func (l linkBoard) Reset(ctx context.Context, m chip.BootMode) error { return l.b.Reset(ctx, m) }
+func (l linkBoard) SetReadDeadline(t time.Time) error                { return l.b.SetReadDeadline(t) }
+func (l linkBoard) SetBaud(baud int) error                           { return l.b.SetBaud(baud) }
 
 func TestResolveTarget(t *testing.T) {
 	t.Parallel()
