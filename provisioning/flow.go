@@ -286,6 +286,9 @@ func Run(ctx context.Context, b Board, cfg Config) (*Result, error) {
 	if x.r == nil || x.rel == nil || b == nil {
 		return x.res, errors.New("provisioning: Run needs a recipe, a release that passed intake and a board")
 	}
+	if err := x.rel.checkLayout(); err != nil {
+		return x.res, err
+	}
 	x.now = cfg.Now
 	if x.now == nil {
 		x.now = time.Now

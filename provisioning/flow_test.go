@@ -87,7 +87,8 @@ func setup(t *testing.T, c chip.Chip, o workspace.Options) *env {
 		t.Fatalf("intake: %v", err)
 	}
 	e := &env{ws: ws, r: r, rel: rel, data: filepath.Join(o.Dir, "data")}
-	e.b, err = sim.New(virtual.Config{Chip: c, StateDir: filepath.Join(o.Dir, "board")})
+	// The board's bootloader reads the table where the release puts it.
+	e.b, err = sim.New(virtual.Config{Chip: c, StateDir: filepath.Join(o.Dir, "board"), PartitionTableOffset: rel.TableOffset})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,6 +102,11 @@ type Release struct {
 	ManifestSHA256 [32]byte
 	Images         []Image
 	Table          partition.Table
+	// TableOffset is where the partition table is written, and so the
+	// CONFIG_PARTITION_TABLE_OFFSET the release's bootloader was built
+	// with (checkLayout): chip.PartitionTableOffset unless the release
+	// says otherwise. A virtual board boots with it.
+	TableOffset uint32
 	// Checks are the intake verifications, for the evidence record.
 	Checks []evidence.Check
 	// Subdevices are the images for devices behind the main board (files of
@@ -441,40 +446,29 @@ func intakeSubdevice(ctx context.Context, sr *release.Release, i int, f release.
 func checkImages(r *recipe.Recipe, rel *Release) error {
 	c := r.Chip
 	sort.SliceStable(rel.Images, func(i, j int) bool { return rel.Images[i].Offset < rel.Images[j].Offset })
-	// The partition table first: it says where apps go and what is encrypted.
-	var table *partition.Table
-	for i := range rel.Images {
-		im := &rel.Images[i]
-		if im.Offset != c.PartitionTableOffset && im.Role != string(release.RolePartitionTable) {
-			continue
-		}
-		t, err := partition.Parse(im.Data)
-		if err != nil {
-			return &IntakeError{File: im.File, Reason: "not a partition table", Err: err}
-		}
-		if err := t.Validate(partition.ValidateOptions{TableOffset: im.Offset}); err != nil {
-			return &IntakeError{File: im.File, Reason: "the partition table breaks the layout rules", Err: err}
-		}
-		im.Role = string(release.RolePartitionTable)
-		table = &t
+	// The partition table first: it says where apps go and what is
+	// encrypted, and the layout around it must be one the chip boots.
+	ti, err := findTable(c, rel.Images)
+	if err != nil {
+		return err
 	}
-	if table == nil {
-		return &IntakeError{Reason: fmt.Sprintf("the release has no partition table (at 0x%x)", c.PartitionTableOffset)}
+	if err := checkLayout(c, rel.Images, ti); err != nil {
+		return err
 	}
-	rel.Table = *table
+	tim := &rel.Images[ti]
+	table, err := partition.Parse(tim.Data)
+	if err != nil {
+		return &IntakeError{File: tim.File, Reason: "not a partition table", Err: err}
+	}
+	if err := table.Validate(partition.ValidateOptions{TableOffset: tim.Offset}); err != nil {
+		return &IntakeError{File: tim.File, Reason: "the partition table breaks the layout rules", Err: err}
+	}
+	tim.Role = string(release.RolePartitionTable)
+	rel.Table, rel.TableOffset = table, tim.Offset
 	var haveBoot, haveApp bool
 	minSV := -1
 	for i := range rel.Images {
 		im := &rel.Images[i]
-		for j := range i {
-			o := &rel.Images[j]
-			if uint64(o.Offset)+uint64(len(o.Data)) > uint64(im.Offset) {
-				return &IntakeError{File: im.File, Reason: fmt.Sprintf("overlaps %s (0x%x…0x%x)", o.File, o.Offset, uint64(o.Offset)+uint64(len(o.Data)))}
-			}
-		}
-		if im.Offset%0x1000 != 0 {
-			return &IntakeError{File: im.File, Reason: fmt.Sprintf("offset 0x%x is not on a 4 KiB sector", im.Offset)}
-		}
 		var entry *partition.Entry
 		for k := range table.Entries {
 			e := table.Entries[k]
@@ -487,7 +481,7 @@ func checkImages(r *recipe.Recipe, rel *Release) error {
 		case im.Offset == c.BootloaderOffset:
 			im.Role, im.Exec, im.Encrypt = string(release.RoleBootloader), true, true
 			haveBoot = true
-		case im.Role == string(release.RolePartitionTable):
+		case i == ti:
 			im.Encrypt = true
 		case entry != nil:
 			if uint64(im.Offset)+uint64(len(im.Data)) > entry.End() {

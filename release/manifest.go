@@ -461,6 +461,7 @@ func (m *Manifest) Validate() error {
 	}
 	paths := map[string]int{}
 	roles := map[Role]int{}
+	boot := -1
 	for i, f := range m.Files {
 		p := fmt.Sprintf("files[%d].", i)
 		if !f.Role.Valid() {
@@ -471,6 +472,13 @@ func (m *Manifest) Validate() error {
 				return bad(p+"role", "each role once", fmt.Sprintf("%s again (first at files[%d])", f.Role, j))
 			}
 			roles[f.Role] = i
+		}
+		// The ROM loads the bootloader from one place only.
+		if f.Role == RoleBootloader {
+			if f.Offset != c.BootloaderOffset {
+				return bad(p+"offset", fmt.Sprintf("0x%x (the %s ROM loads the bootloader from there)", c.BootloaderOffset, c.Name), fmt.Sprintf("0x%x", f.Offset))
+			}
+			boot = i
 		}
 		if f.Role == RoleSubdevice {
 			if !deviceName.MatchString(f.Device) {
@@ -494,6 +502,11 @@ func (m *Manifest) Validate() error {
 		if f.Size <= 0 || uint64(f.Offset)+uint64(f.Size) > 1<<32 {
 			return bad(p+"size", "1 byte to the end of a 4 GiB address space", strconv.FormatInt(f.Size, 10))
 		}
+	}
+	// The bootloader reads the table at the offset it was built with,
+	// which lies past its own image.
+	if t, ok := roles[RolePartitionTable]; ok && boot >= 0 && m.Files[t].Offset <= m.Files[boot].Offset {
+		return bad(fmt.Sprintf("files[%d].offset", t), fmt.Sprintf("a partition table after the bootloader at 0x%x", m.Files[boot].Offset), fmt.Sprintf("0x%x", m.Files[t].Offset))
 	}
 	// Regions on one device must not overlap: two images in one place means
 	// one of them is not what the signer meant to ship.

@@ -178,6 +178,11 @@ func TestManifestValidate(t *testing.T) {
 		{"same path", func(m *release.Manifest) { m.Files[1].Path = "bootloader.bin" }, "files[1].path", "again"},
 		{"zero size", func(m *release.Manifest) { m.Files[0].Size = 0 }, "files[0].size", "1 byte"},
 		{"past 4 GiB", func(m *release.Manifest) { m.Files[5].Size = 1 << 32 }, "files[5].size", "4 GiB"},
+		{"table at 0xb000", func(m *release.Manifest) { m.Files[1].Offset = 0xb000 }, "", ""},
+		{"bootloader off the ROM's offset", func(m *release.Manifest) { m.Chip = "esp32" }, "files[0].offset", "0x1000 (the ESP32 ROM loads the bootloader from there)"},
+		{"table before the bootloader", func(m *release.Manifest) { m.Chip, m.Files[0].Offset, m.Files[1].Offset = "esp32", 0x1000, 0x0 },
+			"files[1].offset", "a partition table after the bootloader at 0x1000, got 0x0"},
+		{"table inside the bootloader", func(m *release.Manifest) { m.Files[1].Offset = 0x4000 }, "files[1].offset", "overlaps files[0]"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -94,6 +94,9 @@ type SynthOptions struct {
 	Flash     *FlashParams // nil → DefaultFlash()
 	Rev       *RevWindow   // nil → DefaultRevWindow(Chip)
 	NoHash    bool         // leave out the appended SHA-256 (hash_appended 0)
+	// PartitionTableOffset is the table a bootloader must end before (its
+	// CONFIG_PARTITION_TABLE_OFFSET); 0 → Chip.PartitionTableOffset.
+	PartitionTableOffset uint32
 	// Segments, when not nil, are used as they are (lengths multiples of 4):
 	// no descriptor, no filler. Kind, Version and the other descriptor
 	// fields are then ignored.
@@ -288,9 +291,13 @@ func synthBootloader(o SynthOptions, c chip.Chip, h Header, r *rng) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if room := int(c.PartitionTableOffset) - int(c.BootloaderOffset); len(out) > room {
+	table := c.PartitionTableOffset
+	if o.PartitionTableOffset != 0 {
+		table = o.PartitionTableOffset
+	}
+	if room := int(table) - int(c.BootloaderOffset); len(out) > room {
 		return nil, fmt.Errorf("image: synth: bootloader of %d bytes does not fit the 0x%x bytes between the %s bootloader (0x%x) and the partition table (0x%x)",
-			len(out), room, c.Name, c.BootloaderOffset, c.PartitionTableOffset)
+			len(out), room, c.Name, c.BootloaderOffset, table)
 	}
 	return out, nil
 }

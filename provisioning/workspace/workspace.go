@@ -21,6 +21,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"fuseline/esp/chip"
@@ -47,8 +48,14 @@ type Options struct {
 	// AppSize is the app's filler size in bytes; 0 → 256 KiB.
 	AppSize int
 	// Table is the partition table; zero: a factory partition big enough
-	// for the app at 0x10000 (and nvs, otadata, phy_init before it).
+	// for the app at 0x10000 (and nvs, otadata, phy_init before it, those
+	// of them past the table's sector).
 	Table *partition.Table
+	// TableOffset is where flasher_args.json puts the partition table (the
+	// bootloader's CONFIG_PARTITION_TABLE_OFFSET); 0: the chip's default.
+	TableOffset uint32
+	// BootloaderSize is the bootloader's filler size in bytes; 0 → 20 KiB.
+	BootloaderSize int
 	// ProjectName of the app; "" → "fuseline-demo".
 	ProjectName string
 	// Recipe fields written into recipe.yaml.
@@ -202,7 +209,11 @@ func DefaultTable(appLen int) partition.Table {
 }
 
 func (w *Workspace) writeRelease(c chip.Chip, o Options, signers []crypto.Signer) error {
-	boot, err := image.Synth(image.SynthOptions{Chip: c, Kind: image.Bootloader, Version: "1", Seed: 1})
+	tableOff := c.PartitionTableOffset
+	if o.TableOffset != 0 {
+		tableOff = o.TableOffset
+	}
+	boot, err := image.Synth(image.SynthOptions{Chip: c, Kind: image.Bootloader, Version: "1", Seed: 1, Size: o.BootloaderSize, PartitionTableOffset: tableOff})
 	if err != nil {
 		return fmt.Errorf("workspace: bootloader: %w", err)
 	}
@@ -224,6 +235,9 @@ func (w *Workspace) writeRelease(c chip.Chip, o Options, signers []crypto.Signer
 	t := DefaultTable(len(w.App))
 	if o.Table != nil {
 		t = *o.Table
+	} else {
+		// Nothing may start in or before the table's sector.
+		t.Entries = slices.DeleteFunc(t.Entries, func(e partition.Entry) bool { return e.Offset < tableOff+0x1000 })
 	}
 	if w.Table, err = t.MarshalBinary(); err != nil {
 		return fmt.Errorf("workspace: partition table: %w", err)
@@ -250,13 +264,13 @@ func (w *Workspace) writeRelease(c chip.Chip, o Options, signers []crypto.Signer
 		"write_flash_args": []string{"--flash_mode", "dio", "--flash_size", "4MB", "--flash_freq", "80m"},
 		"flash_settings":   map[string]string{"flash_mode": "dio", "flash_size": "4MB", "flash_freq": "80m"},
 		"flash_files": map[string]string{
-			fmt.Sprintf("0x%x", c.BootloaderOffset):     "bootloader/bootloader.bin",
-			fmt.Sprintf("0x%x", c.PartitionTableOffset): "partition_table/partition-table.bin",
-			fmt.Sprintf("0x%x", factory.Offset):         "app.bin",
+			fmt.Sprintf("0x%x", c.BootloaderOffset): "bootloader/bootloader.bin",
+			fmt.Sprintf("0x%x", tableOff):           "partition_table/partition-table.bin",
+			fmt.Sprintf("0x%x", factory.Offset):     "app.bin",
 		},
 		"bootloader":         map[string]string{"offset": fmt.Sprintf("0x%x", c.BootloaderOffset), "file": "bootloader/bootloader.bin", "encrypted": "false"},
 		"app":                map[string]string{"offset": fmt.Sprintf("0x%x", factory.Offset), "file": "app.bin", "encrypted": "false"},
-		"partition-table":    map[string]string{"offset": fmt.Sprintf("0x%x", c.PartitionTableOffset), "file": "partition_table/partition-table.bin", "encrypted": "false"},
+		"partition-table":    map[string]string{"offset": fmt.Sprintf("0x%x", tableOff), "file": "partition_table/partition-table.bin", "encrypted": "false"},
 		"extra_esptool_args": map[string]any{"after": "hard_reset", "before": "default_reset", "stub": true, "chip": c.Arg()},
 	}
 	b, err := json.MarshalIndent(fa, "", "    ")

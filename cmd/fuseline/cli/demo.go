@@ -110,6 +110,7 @@ func runDemo(ctx context.Context, stdio Stdio, o runOptions, dir, chipName, mode
 	}
 	cfg := o.virtualConfig(c)
 	cfg.MAC = mac
+	cfg.PartitionTableOffset = rel.TableOffset
 	b, err := sim.New(cfg)
 	if err != nil {
 		return linkErr(err)

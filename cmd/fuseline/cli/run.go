@@ -255,7 +255,7 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	if err != nil {
 		return err
 	}
-	board, closeBoard, err := openTarget(ctx, r.Chip, o)
+	board, closeBoard, err := openTarget(ctx, r.Chip, rel.TableOffset, o)
 	if err != nil {
 		return err
 	}
@@ -270,14 +270,17 @@ func runOne(ctx context.Context, stdio Stdio, o runOptions) error {
 	return err
 }
 
-// openTarget opens the board a run talks to.
-func openTarget(ctx context.Context, c chip.Chip, o runOptions) (provisioning.Board, func(), error) {
+// openTarget opens the board a run talks to. A virtual board runs a
+// bootloader built with tableOffset as its CONFIG_PARTITION_TABLE_OFFSET
+// (the release's: a real board's bootloader has it compiled in).
+func openTarget(ctx context.Context, c chip.Chip, tableOffset uint32, o runOptions) (provisioning.Board, func(), error) {
 	if o.target == "virtual" {
 		if err := virtualModels(c); err != nil {
 			return nil, nil, usageErr("--target virtual: the recipe is for %s: %v", c.Arg(), err)
 		}
 		cfg := o.virtualConfig(c)
 		cfg.StateDir = o.boardState
+		cfg.PartitionTableOffset = tableOffset
 		var err error
 		if cfg.Faults, err = virtual.ParseFaults(o.faults); err != nil {
 			return nil, nil, usageErr("--faults: %v", err)

@@ -325,3 +325,40 @@ func TestRunVirtualConfigFlags(t *testing.T) {
 		}
 	}
 }
+
+// A release with the partition table at 0xb000 provisions and boots on
+// the virtual target (its bootloader is given the release's table offset);
+// one whose table sits inside the bootloader is refused at intake, before
+// the board is even opened.
+func TestRunTableOffset(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("testdata", "secureboot", "key1.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := secureboot.ParsePrivateKeyPEM(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := workspace.Create(context.Background(), workspace.Options{Dir: t.TempDir(), Chip: chip.S3(), Keys: []*rsa.PrivateKey{k}, TableOffset: 0xb000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, board := filepath.Join(ws.Dir, "data"), filepath.Join(ws.Dir, "board")
+	base := []string{"run", "--recipe", ws.RecipePath, "--data", data, "--operator", "alice", "--yes"}
+	code, out, stderr := runCLI(t, "", append(base, "--board-state", board)...)
+	if code != ExitOK || !strings.Contains(out, "PASS") {
+		t.Fatalf("table at 0xb000: exit %d\n%s\n%s", code, out, stderr)
+	}
+	fa := filepath.Join(ws.ReleaseDir, "flasher_args.json")
+	orig, _ := os.ReadFile(fa)
+	os.WriteFile(fa, []byte(strings.ReplaceAll(string(orig), `"0xb000"`, `"0x4000"`)), 0o644)
+	board2 := filepath.Join(ws.Dir, "board2")
+	code, out, stderr = runCLI(t, "", append(base, "--board-state", board2)...)
+	if code == ExitOK || !strings.Contains(stderr, "runs into the partition table at 0x4000") {
+		t.Fatalf("table inside the bootloader: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(board2); err == nil {
+		t.Fatal("the board was opened for a release that cannot boot")
+	}
+}

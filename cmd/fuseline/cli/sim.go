@@ -17,9 +17,9 @@ import (
 // TCP (esptool's socket://) or a pty until interrupted.
 func newSimCmd(stdio Stdio) *cobra.Command {
 	var (
-		chipName, flashSize, stateDir, listen, faults, bootMode, jedec, mac string
-		usePTY, throttle, timing                                            bool
-		stubModel                                                           virtual.StubModel
+		chipName, flashSize, stateDir, listen, faults, bootMode, jedec, mac, tableOff string
+		usePTY, throttle, timing                                                      bool
+		stubModel                                                                     virtual.StubModel
 	)
 	cmd := &cobra.Command{
 		Use:   "sim",
@@ -48,6 +48,13 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 			}
 
 			cfg := virtual.Config{Chip: c, StateDir: stateDir, Throttle: throttle, Timing: timing, StubModel: stubModel}
+			if tableOff != "" {
+				v, err := strconv.ParseUint(tableOff, 0, 32)
+				if err != nil || v%0x1000 != 0 || v <= uint64(c.BootloaderOffset) {
+					return usageErr("--partition-table-offset %q: want a 4 KiB-aligned offset after the %s bootloader at 0x%x, such as 0xb000", tableOff, c.Name, c.BootloaderOffset)
+				}
+				cfg.PartitionTableOffset = uint32(v)
+			}
 			if flashSize != "" {
 				if cfg.FlashSize, err = parseSize(flashSize); err != nil {
 					return usageErr("--flash: %v", err)
@@ -133,6 +140,7 @@ probabilities), disconnect-after=BYTES, powercut-before=K, powercut-after=K
 	f.StringVar(&faults, "faults", "", "faults to inject, e.g. drop=0.001,powercut-after=12,seed=1")
 	f.StringVar(&bootMode, "boot", "download", "boot mode at power-on: download or spi")
 	f.StringVar(&jedec, "jedec", "", "flash JEDEC ID as 3 hex bytes (default: a Winbond part of --flash size)")
+	f.StringVar(&tableOff, "partition-table-offset", "", "CONFIG_PARTITION_TABLE_OFFSET of the bootloader the board runs, e.g. 0xb000 (default 0x8000); a real bootloader has it compiled in")
 	f.StringVar(&mac, "mac", "", "factory MAC of a new board (default 7c:df:a1:00:00:01 / :02)")
 	return cmd
 }

@@ -142,6 +142,8 @@ func TestSimUsage(t *testing.T) {
 		{[]string{"--jedec", "zz"}, "--jedec"},
 		{[]string{"--mac", "1:2"}, "--mac"},
 		{[]string{"--stub-model", "esptool"}, "--stub-model"},
+		{[]string{"--partition-table-offset", "0xb800"}, "--partition-table-offset"},
+		{[]string{"--chip", "esp32", "--partition-table-offset", "0x1000"}, "after the ESP32 bootloader at 0x1000"},
 		{[]string{"--pty", "--listen", "127.0.0.1:0"}, "exclude"},
 		{[]string{"extra"}, "unknown command"},
 	}
