@@ -473,13 +473,6 @@ func (m *Manifest) Validate() error {
 			}
 			roles[f.Role] = i
 		}
-		// The ROM loads the bootloader from one place only.
-		if f.Role == RoleBootloader {
-			if f.Offset != c.BootloaderOffset {
-				return bad(p+"offset", fmt.Sprintf("0x%x (the %s ROM loads the bootloader from there)", c.BootloaderOffset, c.Name), fmt.Sprintf("0x%x", f.Offset))
-			}
-			boot = i
-		}
 		if f.Role == RoleSubdevice {
 			if !deviceName.MatchString(f.Device) {
 				return bad(p+"device", "a sub-device name ([a-z0-9._-], up to 32)", strconv.Quote(f.Device))
@@ -491,6 +484,13 @@ func (m *Manifest) Validate() error {
 			if f.Offset%sectorSize != 0 {
 				return bad(p+"offset", "a multiple of 0x1000 (flash sector)", fmt.Sprintf("0x%x", f.Offset))
 			}
+		}
+		// The ROM loads the bootloader from one place only.
+		if f.Role == RoleBootloader {
+			if f.Offset != c.BootloaderOffset {
+				return bad(p+"offset", fmt.Sprintf("0x%x (the %s ROM loads the bootloader from there)", c.BootloaderOffset, c.Name), fmt.Sprintf("0x%x", f.Offset))
+			}
+			boot = i
 		}
 		if err := checkPath(f.Path); err != "" {
 			return bad(p+"path", "a relative slash-separated file name inside the release", err)
