@@ -757,13 +757,83 @@ func (x *run) zeroise() {
 	x.key, x.kb, x.cipher = nil, nil, nil
 }
 
+// efuseReadTries bounds the whole-state reads readEfuses makes while a
+// read contradicts an earlier one.
+const efuseReadTries = 3
+
+// readEfuses reads the board's eFuses (every word read until the reads
+// agree, flasher.ReadRegStable) and holds them to what eFuse physics
+// allows: a bit once read set never reads clear again, unless its block
+// has since been read-protected. The earlier state is this run's last
+// read (advanced by its burns) or, at a run's first read, the journal's
+// latest snapshot. A read that contradicts it is read again; one that
+// keeps contradicting fails as a link error, so a spoilt read never
+// becomes the evidence's "before" or "after".
 func (x *run) readEfuses(ctx context.Context) error {
-	img, err := x.sess.ReadEfuses(ctx)
-	if err != nil {
-		return fmt.Errorf("%w: read eFuses: %w", ErrLink, err)
+	var why string
+	for try := 1; try <= efuseReadTries; try++ {
+		img, err := x.sess.ReadEfuses(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: read eFuses: %w", ErrLink, err)
+		}
+		if why = x.cleared(img); why == "" {
+			x.img = img
+			return nil
+		}
+		x.log.Warn("eFuse read contradicts an earlier one; reading again", "try", try, "why", why)
 	}
-	x.img = img
-	return nil
+	return fmt.Errorf("%w: read eFuses: %s, and eFuse bits never clear: the reads cannot be trusted (%d reads)", ErrLink, why, efuseReadTries)
+}
+
+// cleared says which bits img shows clear that an earlier read saw set
+// ("" when none).
+func (x *run) cleared(img *efuse.Image) string {
+	rdDis, _ := img.Get("RD_DIS")
+	hidden := func(block int) bool {
+		bit := efuse.BlockRdDisBit(img.Chip, block)
+		return bit >= 0 && rdDis&(1<<bit) != 0
+	}
+	if x.img != nil {
+		for b := range x.img.Blocks {
+			if b >= len(img.Blocks) || hidden(b) {
+				continue
+			}
+			for w, was := range x.img.Blocks[b] {
+				if w < len(img.Blocks[b]) && was&^img.Blocks[b][w] != 0 {
+					return fmt.Sprintf("BLOCK%d word %d bits 0x%08x read set earlier in this run, clear now", b, w, was&^img.Blocks[b][w])
+				}
+			}
+		}
+		return ""
+	}
+	snap := x.js.after
+	if snap == nil {
+		snap = x.js.before
+	}
+	if snap == nil {
+		return ""
+	}
+	names := make([]string, 0, len(snap.Fields))
+	for n := range snap.Fields {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if v, err := img.Get(n); err == nil && snap.Fields[n]&^v != 0 {
+			return fmt.Sprintf("%s reads %d, the journal's snapshot of an earlier run read %d", n, v, snap.Fields[n])
+		}
+	}
+	for _, k := range snap.KeyBlocks {
+		if k.Empty {
+			continue
+		}
+		data, err := img.GetBytes(k.Block)
+		readable, _ := img.Readable(k.Block)
+		if err == nil && readable && allZero(data) {
+			return fmt.Sprintf("%s reads blank, the journal's snapshot of an earlier run read it written", k.Block)
+		}
+	}
+	return ""
 }
 
 // makePlan plans the burns. A fresh key is drawn only when the key step
