@@ -1093,6 +1093,13 @@ func (x *run) confirmLockdown(ctx context.Context, name string, done audit.Detai
 	}
 	if x.after != nil {
 		x.after.Fields[field] = 1
+		if x.r.Lockdown.Download != recipe.DownloadDisabled {
+			// The read-back was before this burn; the board may have
+			// changed since (a second station on it).
+			if err := x.checkAfter(x.after, x.info.Security); err != nil {
+				return fail(err.Error(), err)
+			}
+		}
 		_ = x.journalRec(recAfter, "", "", "", x.after)
 	}
 	done["download"] = string(x.r.Lockdown.Download)

@@ -790,3 +790,78 @@ func TestRunResumeRewritesLostFlash(t *testing.T) {
 		})
 	}
 }
+
+// The final eFuse state in the evidence is the board's as last observed: a
+// board that changed after the run's read-back (a second station burning
+// on it) fails the run instead of passing with evidence that states the
+// read-back, whether the change comes before the download lockdown or
+// after it, before a resume that takes the read-back from the journal.
+func TestRunEvidenceAfterAgreesWithBoard(t *testing.T) {
+	t.Parallel()
+	var other efuse.Batch // what the other station burns: a purpose on the unused BLOCK_KEY5
+	other.Set("KEY_PURPOSE_5", uint64(efuse.PurposeHMACUp))
+	for _, tc := range []struct {
+		name   string
+		resume bool
+	}{
+		{"between read-back and lockdown", false},
+		{"after the lockdown, before the resume", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, chip.S3(), workspace.Options{})
+			cfg := e.cfg()
+			cfg.Rand = fixedRand(6)
+			ctx, cancel := context.WithCancel(ctxT(t))
+			defer cancel()
+			hit := false
+			cfg.Progress = func(ev provisioning.Event) {
+				switch {
+				case hit:
+				case !tc.resume && ev.Step == provisioning.StepDownload && ev.Kind == provisioning.EventBegin:
+					hit = true
+					if _, err := e.b.V.BurnEfuses(other); err != nil {
+						t.Errorf("the other station's burn: %v", err)
+					}
+				case tc.resume && ev.Phase == provisioning.PhaseBoot && ev.Kind == provisioning.EventBegin:
+					hit = true
+					cancel()
+				}
+			}
+			res, err := provisioning.Run(ctx, e.b, cfg)
+			if !hit {
+				t.Fatalf("the run never reached the change: %v", err)
+			}
+			if tc.resume {
+				dir := filepath.Join(filepath.Dir(e.data), "board")
+				e.b.Close()
+				b2, oerr := sim.New(virtual.Config{Chip: chip.S3(), StateDir: dir})
+				if oerr != nil {
+					t.Fatal(oerr)
+				}
+				defer b2.Close()
+				if _, err := b2.V.BurnEfuses(other); err != nil {
+					t.Fatalf("the other station's burn: %v", err)
+				}
+				cfg = e.cfg()
+				cfg.Probe = b2
+				res, err = provisioning.Run(ctxT(t), b2, cfg)
+			}
+			if !errors.Is(err, provisioning.ErrVerify) || res.Verdict != evidence.FAIL {
+				t.Fatalf("run: %v, verdict %s, want FAIL [verify]", err, res.Verdict)
+			}
+			found := false
+			for _, c := range res.Record.Checks {
+				if c.Name == evidence.CheckLockdown+":evidence-after" {
+					found = true
+					if c.Verified || !strings.Contains(c.Because, "KEY_PURPOSE_5") {
+						t.Errorf("check %s: verified %v, because %q", c.Name, c.Verified, c.Because)
+					}
+				}
+			}
+			if !found {
+				t.Error("no evidence-after check in the evidence")
+			}
+		})
+	}
+}

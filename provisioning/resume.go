@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -213,6 +214,40 @@ func (x *run) securitySnapshot(si loader.SecurityInfo) (evidence.EfuseSnapshot, 
 	return evidence.NewEfuseSnapshot(fields, nil)
 }
 
+// afterDisagrees lists the fields in which after, the final eFuse state
+// the evidence will record, differs from what the board reports now in
+// GET_SECURITY_INFO: the evidence's final state must be this board's as
+// last observed, not a plan's or an earlier run's journal. Fields the
+// security info does not report are not compared.
+func (x *run) afterDisagrees(after *evidence.EfuseSnapshot, si loader.SecurityInfo) ([]string, error) {
+	seen, err := x.securitySnapshot(si)
+	if err != nil {
+		return nil, err
+	}
+	var bad []string
+	for _, name := range slices.Sorted(maps.Keys(seen.Fields)) {
+		if v, ok := after.Fields[name]; ok && v != seen.Fields[name] {
+			bad = append(bad, fmt.Sprintf("%s (evidence %d, board %d)", name, v, seen.Fields[name]))
+		}
+	}
+	return bad, nil
+}
+
+// checkAfter records whether after agrees with the security info si and
+// fails the run (ErrVerify) where it does not.
+func (x *run) checkAfter(after *evidence.EfuseSnapshot, si loader.SecurityInfo) error {
+	bad, err := x.afterDisagrees(after, si)
+	if err != nil {
+		return err
+	}
+	x.check(evidence.CheckLockdown+":evidence-after", "the final eFuse state in the evidence agrees with what the board reports in GET_SECURITY_INFO after the last burn",
+		len(bad) == 0, "differs: "+strings.Join(bad, ", "))
+	if len(bad) > 0 {
+		return fmt.Errorf("%w: the board's security info differs from the eFuse state read back before the lockdown: %s", ErrVerify, strings.Join(bad, ", "))
+	}
+	return nil
+}
+
 // locked handles a board found in secure download mode: its registers are
 // out of reach, so what GET_SECURITY_INFO reports is checked against the
 // recipe, then the boot. A run that stopped right after burning the
@@ -264,8 +299,13 @@ func (x *run) locked(ctx context.Context) error {
 			len(bad) == 0, "missing: "+strings.Join(bad, ", "))
 		x.check(evidence.CheckFlashMD5, "flash MD5 against the expected ciphertext", false, "the board is in secure download mode, which refuses SPI_FLASH_MD5; the boot check stands in")
 		if x.js.after != nil {
+			// The earlier run's read-back, before its lockdown: it stands
+			// as the final state only where the board still agrees.
 			x.after = x.js.after
 			x.after.Fields["ENABLE_SECURITY_DOWNLOAD"] = 1
+			if err := x.checkAfter(x.after, si); err != nil {
+				return err
+			}
 		} else {
 			s, err := x.securitySnapshot(si)
 			if err != nil {
