@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -28,6 +29,10 @@ const (
 	ProblemChain      ProblemKind = "chain"      // the chain breaks in a way not classified above
 	ProblemCheckpoint ProblemKind = "checkpoint" // the records do not hash to a checkpoint's signed root
 	ProblemSignature  ProblemKind = "signature"  // a checkpoint is not validly signed by the station key
+	// ProblemNoCheckpoint: a checkpoint the station always signs is not
+	// there: none at all beside a log with records, or none covering a
+	// run's result record.
+	ProblemNoCheckpoint ProblemKind = "checkpoint-missing"
 )
 
 // Problem is one finding of Verify.
@@ -94,6 +99,17 @@ type VerifyOptions struct {
 	// Verifier is the station's public key; required if Checkpoints is not
 	// empty.
 	Verifier note.Verifier
+	// NoCheckpoints says the log never had checkpoints (not written by a
+	// station's Log). Without it, a log with records and no checkpoint is a
+	// finding: a station signs one at every result and on close, so their
+	// absence means they were removed, and with them the only way to see
+	// records cut off the end.
+	NoCheckpoints bool
+	// AllCheckpoints says Checkpoints are every checkpoint the station wrote
+	// (its checkpoints/ directory), not a few an auditor chose: then a
+	// result record no checkpoint covers is a finding, since the station
+	// signs one after every result.
+	AllCheckpoints bool
 }
 
 // VerifyFile is Verify on the file at path.
@@ -219,10 +235,19 @@ func verify(ctx context.Context, r io.ReadSeeker, opts VerifyOptions) (*Report, 
 		rep.Notes = append(rep.Notes, fmt.Sprintf("more than %d breaks in the chain; only the first %d are diagnosed", maxAnomalies, maxAnomalies))
 	}
 	switch {
+	case len(opts.Checkpoints) == 0 && p1.n > 0 && !opts.NoCheckpoints:
+		rep.Problems = append(rep.Problems, Problem{Kind: ProblemNoCheckpoint, Record: -1,
+			Detail: fmt.Sprintf("no signed checkpoint for a log of %d records: a station signs one at every result and when it closes the log, so they were removed (or not given); records cut off the end cannot be detected without them (if this log never had any, say so: --no-checkpoints)", p1.n)})
+		rep.Notes = append(rep.Notes, "no checkpoint given: only the chain was checked"+p1.openRunsText(0))
 	case len(opts.Checkpoints) == 0:
-		rep.Notes = append(rep.Notes, "no checkpoint given: only the chain was checked, so records cut off the end, or an edit of the last record, cannot be detected")
+		rep.Notes = append(rep.Notes, "no checkpoint given: only the chain was checked, so records cut off the end, or an edit of the last record, cannot be detected"+p1.openRunsText(0))
 	case rep.Covered < p1.n:
-		rep.Notes = append(rep.Notes, fmt.Sprintf("records %d..%d come after the last matching checkpoint (size %d); cutting them off would not be detected", rep.Covered, p1.n-1, rep.Covered))
+		if opts.AllCheckpoints && p1.lastResult >= rep.Covered && len(cpProblems) == 0 && truncatedAt < 0 {
+			// Every result record is followed by a checkpoint covering it.
+			rep.Problems = append(rep.Problems, Problem{Kind: ProblemNoCheckpoint, Line: p1.lastResult + 1, Record: p1.lastResult,
+				Detail: fmt.Sprintf("record %d ends a run (result), which the station always checkpoints, but no checkpoint covers it (the last covers %d records): a checkpoint was removed, and records after record %d may have been cut unseen", p1.lastResult, rep.Covered, p1.n-1)})
+		}
+		rep.Notes = append(rep.Notes, fmt.Sprintf("records %d..%d come after the last matching checkpoint (size %d); cutting them off would not be detected", rep.Covered, p1.n-1, rep.Covered)+p1.openRunsText(rep.Covered))
 	}
 	return rep, p1, nil
 }
@@ -248,6 +273,47 @@ type pass1 struct {
 	firstErr  []error // parse error of each anomaly line (nil if it parsed)
 	tail      []byte  // an unterminated last line
 	roots     map[int64]tlog.Hash
+	// lastResult is the line index of the last result record; -1 if none.
+	lastResult int64
+	// open are the runs started with no result yet, by run ID: what a cut
+	// after the last checkpoint leaves visible.
+	open map[string]openRun
+}
+
+// openRun is a run.start record with no result after it.
+type openRun struct {
+	line   int64
+	device string
+}
+
+// openRunsText says which runs started at or after line from have no
+// result: the station stopped mid-run, or the records after them were cut.
+func (p *pass1) openRunsText(from int64) string {
+	var runs []string
+	var lines []int64
+	for id, o := range p.open {
+		if o.line >= from {
+			runs = append(runs, id)
+			lines = append(lines, o.line)
+		}
+	}
+	if len(runs) == 0 {
+		return ""
+	}
+	idx := make([]int, len(runs))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return int(lines[a] - lines[b]) })
+	var parts []string
+	for _, i := range idx[:min(len(idx), 3)] {
+		parts = append(parts, fmt.Sprintf("run %s (device %s, started at record %d)", runs[i], p.open[runs[i]].device, lines[i]))
+	}
+	more := ""
+	if len(idx) > 3 {
+		more = fmt.Sprintf(" and %d more", len(idx)-3)
+	}
+	return fmt.Sprintf("; %s%s started with no result: the station stopped mid-run, or the records after record %d were cut", strings.Join(parts, ", "), more, p.n-1)
 }
 
 // scanLines calls fn for each line of r (without its newline), with
@@ -292,7 +358,7 @@ func scanLines(ctx context.Context, r io.Reader, fn func(line []byte, terminated
 }
 
 func firstPass(ctx context.Context, r io.Reader, sizes []int64) (*pass1, error) {
-	p := &pass1{prevSeq: -1, lastSeq: -1, roots: map[int64]tlog.Hash{}}
+	p := &pass1{prevSeq: -1, lastSeq: -1, roots: map[int64]tlog.Hash{}, lastResult: -1, open: map[string]openRun{}}
 	want := map[int64]bool{}
 	for _, s := range sizes {
 		want[s] = true
@@ -319,6 +385,15 @@ func firstPass(ctx context.Context, r io.Reader, sizes []int64) (*pass1, error) 
 		if ok {
 			p.prevSeq = rec.Seq
 			p.lastSeq = rec.Seq
+			switch rec.Event {
+			case EventRunStart:
+				if rec.Run != "" && len(p.open) < maxAnomalies {
+					p.open[rec.Run] = openRun{line: p.n, device: rec.Device}
+				}
+			case EventResult:
+				p.lastResult = p.n
+				delete(p.open, rec.Run)
+			}
 		} else {
 			p.prevSeq++
 		}

@@ -256,8 +256,72 @@ func TestVerifyWithoutCheckpointsSaysSo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Intact() || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "no checkpoint") {
-		t.Fatalf("truncated log without checkpoints: problems %v notes %v", rep.Problems, rep.Notes)
+	// A station always signs checkpoints: none at all is a finding.
+	if rep.Intact() || rep.Problems[0].Kind != ProblemNoCheckpoint {
+		t.Fatalf("log without checkpoints: problems %v notes %v", rep.Problems, rep.Notes)
+	}
+	// Unless the user says the log never had any; the cut run still shows.
+	rep, err = Verify(context.Background(), bytes.NewReader(bytes.Join(base.lines[:30], nil)), VerifyOptions{NoCheckpoints: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Intact() || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "no checkpoint") || !strings.Contains(rep.Notes[0], "run r-3") {
+		t.Fatalf("log said to have no checkpoints: problems %v notes %v", rep.Problems, rep.Notes)
+	}
+	// An empty log has nothing to checkpoint.
+	if rep, err := Verify(context.Background(), bytes.NewReader(nil), VerifyOptions{}); err != nil || !rep.Intact() {
+		t.Fatalf("empty log: %v %v", err, rep.Problems)
+	}
+}
+
+// TestVerifyCheckpointRemovedTail: the newest checkpoint is removed and the
+// log cut after the one before. A result the station would have
+// checkpointed, with no checkpoint covering it, is a finding; a cut inside
+// a run after the last checkpoint cannot be proven, but the run left with
+// no result is named.
+func TestVerifyCheckpointRemovedTail(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		keep    int // records left
+		intact  bool
+		problem string
+		note    string
+	}{
+		{"result left without its checkpoint", 24, false, "record 23 ends a run", "records 16..23"},
+		{"cut inside the next run", 20, true, "", "run r-2 (device 24:0a:c4:00:00:02, started at record 16) started with no result"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			l := openTest(t, testConfig(t, dir))
+			writeRuns(t, l, 0, 3)
+			lay := NewLayout(dir)
+			lines := readLines(t, lay.Log)
+			if len(lines) != 24 {
+				t.Fatalf("%d records", len(lines))
+			}
+			cps := mustRead(t, lay.Checkpoints)
+			var kept []CheckpointFile
+			for _, c := range cps {
+				if !strings.Contains(c.Name, "24") {
+					kept = append(kept, c)
+				}
+			}
+			if len(kept) != len(cps)-1 {
+				t.Fatalf("checkpoints %d", len(cps))
+			}
+			rep, err := Verify(context.Background(), bytes.NewReader(bytes.Join(lines[:tc.keep], nil)), VerifyOptions{Checkpoints: kept, Verifier: l.Verifier(), AllCheckpoints: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Intact() != tc.intact || (!tc.intact && (rep.Problems[0].Kind != ProblemNoCheckpoint || !strings.Contains(rep.Problems[0].Detail, tc.problem))) {
+				t.Fatalf("problems %v", rep.Problems)
+			}
+			if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], tc.note) {
+				t.Fatalf("notes %v", rep.Notes)
+			}
+		})
 	}
 }
 

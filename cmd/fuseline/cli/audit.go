@@ -87,9 +87,10 @@ func loadAuditInputs(data string, args, cpFiles []string, key string) (*auditInp
 
 func newAuditVerifyCmd(stdio Stdio, data *string) *cobra.Command {
 	var (
-		cpFiles []string
-		key     string
-		asJSON  bool
+		cpFiles       []string
+		key           string
+		asJSON        bool
+		noCheckpoints bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify [LOG]",
@@ -101,6 +102,14 @@ and record (0-based seq) and says whether a record was edited, deleted,
 inserted, reordered, truncated or torn, or a checkpoint forged or signed by
 another key.
 
+A station signs a checkpoint after every run's result and when it closes the
+log, so a log with records and no checkpoint beside it (or a result that no
+checkpoint in checkpoints/ covers) is a finding: the checkpoints were
+removed, and with them the only proof that no records were cut off the end.
+Give --no-checkpoints for a log that never had any. Records after the last
+checkpoint cannot be proven complete; a run among them left with no result
+is named.
+
 Exit status: 0 intact, 1 tampered or damaged, 2 unreadable input or bad flags.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -108,7 +117,8 @@ Exit status: 0 intact, 1 tampered or damaged, 2 unreadable input or bad flags.`,
 			if err != nil {
 				return err
 			}
-			rep, err := audit.VerifyFile(cmd.Context(), in.log, audit.VerifyOptions{Checkpoints: in.checkpoints, Verifier: in.verifier})
+			rep, err := audit.VerifyFile(cmd.Context(), in.log, audit.VerifyOptions{Checkpoints: in.checkpoints, Verifier: in.verifier,
+				NoCheckpoints: noCheckpoints, AllCheckpoints: len(cpFiles) == 0})
 			if err != nil {
 				return usageErr("%w", err)
 			}
@@ -129,6 +139,7 @@ Exit status: 0 intact, 1 tampered or damaged, 2 unreadable input or bad flags.`,
 	f.StringArrayVar(&cpFiles, "checkpoint", nil, "signed checkpoint FILE to check against (repeatable; default: the checkpoints beside LOG)")
 	f.StringVar(&key, "key", "", "station public key FILE (note verifier key; default: station.pub beside LOG)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&noCheckpoints, "no-checkpoints", false, "the log never had signed checkpoints (not written by a station): do not count their absence as a finding")
 	return cmd
 }
 

@@ -38,6 +38,40 @@ func auditDataDir(t *testing.T) string {
 	return dir
 }
 
+// TestAuditVerifyCheckpointsGone: with checkpoints/ removed and the last
+// records cut, the log is not "intact": the station always writes
+// checkpoints. --no-checkpoints (a log that never had any) accepts it and
+// still names the run the cut left without a result.
+func TestAuditVerifyCheckpointsGone(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	copyDir(t, auditDataDir(t), dir)
+	if err := os.RemoveAll(filepath.Join(dir, "checkpoints")); err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(dir, "audit.log")
+	b, _ := os.ReadFile(log)
+	lines := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(log, []byte(strings.Join(lines[:20], "")), 0o640)
+	code, out, errOut := runAudit(t, "verify", "--data", dir)
+	if code != ExitFail || !strings.Contains(out, "checkpoint-missing") || strings.Contains(out, "intact") {
+		t.Fatalf("checkpoints gone, tail cut: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runAudit(t, "verify", "--data", dir, "--no-checkpoints")
+	if code != ExitOK || !strings.Contains(out, "run r-2") || !strings.Contains(out, "no result") {
+		t.Fatalf("--no-checkpoints: exit %d\n%s%s", code, out, errOut)
+	}
+	// Only the newest checkpoint removed, the log whole: run r-2's result
+	// has no checkpoint.
+	dir2 := t.TempDir()
+	copyDir(t, auditDataDir(t), dir2)
+	os.Remove(filepath.Join(dir2, "checkpoints", "00000000000000000024.note"))
+	code, out, errOut = runAudit(t, "verify", "--data", dir2)
+	if code != ExitFail || !strings.Contains(out, "record 23 ends a run") {
+		t.Fatalf("newest checkpoint removed: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
 func runAudit(t *testing.T, args ...string) (code int, out, errOut string) {
 	t.Helper()
 	var o, e bytes.Buffer
