@@ -235,9 +235,10 @@ func verify(ctx context.Context, r io.ReadSeeker, opts VerifyOptions) (*Report, 
 		rep.Notes = append(rep.Notes, fmt.Sprintf("more than %d breaks in the chain; only the first %d are diagnosed", maxAnomalies, maxAnomalies))
 	}
 	switch {
-	case len(opts.Checkpoints) == 0 && p1.n > 0 && !opts.NoCheckpoints:
-		rep.Problems = append(rep.Problems, Problem{Kind: ProblemNoCheckpoint, Record: -1,
-			Detail: fmt.Sprintf("no signed checkpoint for a log of %d records: a station signs one at every result and when it closes the log, so they were removed (or not given); records cut off the end cannot be detected without them (if this log never had any, say so: --no-checkpoints)", p1.n)})
+	case len(opts.Checkpoints) == 0 && p1.lastResult >= 0 && !opts.NoCheckpoints:
+		// (A station killed before its first result has none yet.)
+		rep.Problems = append(rep.Problems, Problem{Kind: ProblemNoCheckpoint, Line: p1.lastResult + 1, Record: p1.lastResult,
+			Detail: fmt.Sprintf("no signed checkpoint for a log of %d records with run results: a station signs one at every result and when it closes the log, so they were removed (or not given); records cut off the end cannot be detected without them (if this log never had any, say so: --no-checkpoints)", p1.n)})
 		rep.Notes = append(rep.Notes, "no checkpoint given: only the chain was checked"+p1.openRunsText(0))
 	case len(opts.Checkpoints) == 0:
 		rep.Notes = append(rep.Notes, "no checkpoint given: only the chain was checked, so records cut off the end, or an edit of the last record, cannot be detected"+p1.openRunsText(0))
@@ -245,7 +246,7 @@ func verify(ctx context.Context, r io.ReadSeeker, opts VerifyOptions) (*Report, 
 		if opts.AllCheckpoints && p1.lastResult >= rep.Covered && len(cpProblems) == 0 && truncatedAt < 0 {
 			// Every result record is followed by a checkpoint covering it.
 			rep.Problems = append(rep.Problems, Problem{Kind: ProblemNoCheckpoint, Line: p1.lastResult + 1, Record: p1.lastResult,
-				Detail: fmt.Sprintf("record %d ends a run (result), which the station always checkpoints, but no checkpoint covers it (the last covers %d records): a checkpoint was removed, and records after record %d may have been cut unseen", p1.lastResult, rep.Covered, p1.n-1)})
+				Detail: fmt.Sprintf("record %d ends a run (result), which the station always checkpoints, but no checkpoint covers it (the last covers %d records): a checkpoint was removed, and records after record %d may have been cut unseen (or the station died between the two writes: its next start and close sign one)", p1.lastResult, rep.Covered, p1.n-1)})
 		}
 		rep.Notes = append(rep.Notes, fmt.Sprintf("records %d..%d come after the last matching checkpoint (size %d); cutting them off would not be detected", rep.Covered, p1.n-1, rep.Covered)+p1.openRunsText(rep.Covered))
 	}

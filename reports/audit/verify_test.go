@@ -268,9 +268,14 @@ func TestVerifyWithoutCheckpointsSaysSo(t *testing.T) {
 	if !rep.Intact() || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "no checkpoint") || !strings.Contains(rep.Notes[0], "run r-3") {
 		t.Fatalf("log said to have no checkpoints: problems %v notes %v", rep.Problems, rep.Notes)
 	}
-	// An empty log has nothing to checkpoint.
+	// An empty log has nothing to checkpoint, nor has a station killed in
+	// its first run, before any result.
 	if rep, err := Verify(context.Background(), bytes.NewReader(nil), VerifyOptions{}); err != nil || !rep.Intact() {
 		t.Fatalf("empty log: %v %v", err, rep.Problems)
+	}
+	rep, err = Verify(context.Background(), bytes.NewReader(bytes.Join(base.lines[:5], nil)), VerifyOptions{})
+	if err != nil || !rep.Intact() || len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "run r-0") {
+		t.Fatalf("first run killed before its result: %v %v %v", err, rep.Problems, rep.Notes)
 	}
 }
 
