@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/image"
 	"fuseline/esp/partition"
 	"fuseline/release"
 )
@@ -45,6 +46,8 @@ func findTable(c chip.Chip, images []Image) (int, error) {
 //   - every region on a 4 KiB sector, none overlapping the next;
 //   - a bootloader only at the chip's bootloader offset (the ROM loads it
 //     from nowhere else), and one there;
+//   - a bootloader the Secure Boot v2 ROM can load for verification
+//     (chip.MaxSecureBootBootloader);
 //   - the partition table on a sector of its own, after the bootloader's
 //     offset and past the bootloader's last byte: a second-stage
 //     bootloader reads the table at the CONFIG_PARTITION_TABLE_OFFSET it
@@ -81,6 +84,11 @@ func checkLayout(c chip.Chip, images []Image, table int) error {
 	if end := uint64(b.Offset) + uint64(len(b.Data)); end > uint64(t.Offset) {
 		return &IntakeError{File: b.File, Reason: fmt.Sprintf("the bootloader (0x%x bytes at 0x%x, to 0x%x) runs into the partition table at 0x%x: build it with CONFIG_PARTITION_TABLE_OFFSET at or above 0x%x",
 			len(b.Data), b.Offset, end, t.Offset, (end+sectorSize-1)&^(sectorSize-1))}
+	}
+	// Under Secure Boot v2 (the station burns it) the ROM loads the
+	// bootloader into a fixed buffer before it verifies it.
+	if n := len(b.Data) - image.SignatureSectorLen; n > int(c.MaxSecureBootBootloader) {
+		return &IntakeError{File: b.File, Reason: fmt.Sprintf("the bootloader is 0x%x bytes before its signature sector; the %s ROM verifies at most 0x%x under Secure Boot v2", n, c.Name, c.MaxSecureBootBootloader)}
 	}
 	if len(t.Data) > sectorSize {
 		return &IntakeError{File: t.File, Reason: fmt.Sprintf("%d bytes: a partition table has one 4 KiB sector (0x%x bytes of entries)", len(t.Data), partition.MaxLen)}

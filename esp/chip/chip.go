@@ -177,6 +177,12 @@ type Chip struct {
 	BootloaderOffset uint32
 	// PartitionTableOffset is the default partition table offset.
 	PartitionTableOffset uint32
+	// MaxSecureBootBootloader is the largest bootloader (without its 4 KiB
+	// signature sector) a Secure Boot v2 ROM verifies: the ROM loads it
+	// into a fixed buffer first (ESP-IDF docs/en/security/
+	// secure-boot-bootloader-size.rst, IDF_TARGET_MAX_BOOTLOADER_SIZE:
+	// 48 KiB on ESP32, 64 KiB on the others).
+	MaxSecureBootBootloader uint32
 	// Encryptions lists the flash-encryption schemes, preferred first.
 	Encryptions []Encryption
 	// EncryptedWriteAlign is the alignment esptool demands for encrypted writes.
@@ -298,6 +304,8 @@ func S3() Chip {
 		DROM:        [2]uint32{0x3C000000, 0x3E000000},
 		RAMLoadAddr: 0x3FC88000,
 		EntryAddr:   0x40375000,
+
+		MaxSecureBootBootloader: 0x10000,
 	}
 }
 
@@ -332,6 +340,8 @@ func C3() Chip {
 		DROM:        [2]uint32{0x3C000000, 0x3C800000},
 		RAMLoadAddr: 0x3FC80000,
 		EntryAddr:   0x40380000,
+
+		MaxSecureBootBootloader: 0x10000,
 	}
 }
 
@@ -378,6 +388,8 @@ func ESP32V3() Chip {
 		DROM:        [2]uint32{0x3F400000, 0x3F800000},
 		RAMLoadAddr: 0x3FFB0000,
 		EntryAddr:   0x40080000,
+
+		MaxSecureBootBootloader: 0xC000,
 	}
 }
 
