@@ -175,8 +175,13 @@ func (x *run) snapshot(img *efuse.Image, burned bool) (evidence.EfuseSnapshot, e
 		}
 		km := evidence.KeyMaterial{Block: name, Purpose: purpose, ReadProtected: !readable, WriteProtected: !writable, Data: data, Source: evidence.SourceReadback}
 		if burned && !readable && x.kb != nil && x.plan != nil {
+			fe := fePurposes(img.Chip, x.r.FlashEncryption.Scheme)
 			for i, fb := range x.plan.Assignment.FlashKey {
-				if fb == b && i < len(x.kb) {
+				// The key's data is hidden; what the read shows of it, its
+				// purpose, must be this key's, or the evidence would name a
+				// key the board does not use (ESP32's BLOCK1 has no purpose).
+				ours := img.Chip == chip.ESP32 || i < len(fe) && efuse.Purpose(get(img, fmt.Sprintf("KEY_PURPOSE_%d", b-4))) == fe[i]
+				if fb == b && i < len(x.kb) && ours {
 					km.Data, km.Source = x.kb[i][:], evidence.SourceBurned
 				}
 			}
