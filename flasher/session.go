@@ -92,6 +92,10 @@ type Info struct {
 	FlashSize int
 	// Banner is the boot text read after the reset that worked.
 	Banner string
+	// Model is what the loader said it is when asked (Session.AskModel):
+	// loader.ModelVirtual for Fuseline's virtual board; "" for silicon,
+	// or when not asked.
+	Model string
 }
 
 // BelowMinRevision reports a known revision under chip.Chip.MinRevision

@@ -218,9 +218,11 @@ type run struct {
 	now  func() time.Time
 	log  *slog.Logger
 	slot string
-	// target is the run's target (ResolveTarget), which decides how its
-	// board-side checks were established.
-	target string
+	// target is the run's target (ResolveTarget, then LinkTarget once
+	// the link has answered), which decides how its board-side checks
+	// were established.
+	target    string
+	linkAsked bool // the link was asked what is behind it (learnTarget)
 
 	raw  Board
 	l    *link
@@ -591,6 +593,9 @@ func (x *run) connect(ctx context.Context) error {
 			return &ConflictError{Field: "chip", Reason: "the board is not the recipe's chip", Err: err}
 		}
 		return fmt.Errorf("%w: connect: %w", ErrLink, err)
+	}
+	if err := x.learnTarget(ctx, s); err != nil {
+		return err
 	}
 	if baud != s.Info().Baud {
 		if err := s.ChangeBaud(ctx, baud); err != nil {

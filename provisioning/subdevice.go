@@ -132,9 +132,10 @@ func (l *subdeviceLinks) Subdevice(ctx context.Context, device string) (release.
 			return fmt.Errorf("%w: sub-device %s (%s): %w", ErrLink, device, sd.Link, err)
 		}
 		w.close = closeFn
-		// A link says nothing of what is behind it (TargetOf); on a run
-		// whose own board is a model the sub-devices are taken as models
-		// too, so the record never holds an observation beside a model's.
+		// A link's spelling says nothing of what is behind it (TargetOf),
+		// its answer does (LinkTarget, below); on a run whose own board is
+		// a model the sub-devices are taken as models too, so the record
+		// never holds an observation beside a model's.
 		w.target = TargetOf(b)
 		if x.target != evidence.TargetBoard {
 			w.target = x.target
@@ -148,6 +149,11 @@ func (l *subdeviceLinks) Subdevice(ctx context.Context, device string) (release.
 			}
 			return fmt.Errorf("%w: sub-device %s (%s): connect: %w", ErrLink, device, sd.Link, err)
 		}
+		model, err := s.AskModel(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: sub-device %s (%s): asking the link what is behind it: %w", ErrLink, device, sd.Link, err)
+		}
+		w.target, _ = LinkTarget(w.target, model)
 		baud := x.cfg.Baud
 		if baud == 0 {
 			baud = DefaultBaud
@@ -176,7 +182,7 @@ type subdeviceWriter struct {
 	sd    recipe.Subdevice
 	sess  *flasher.Session
 	close func()
-	// target is the sub-device's own target (TargetOf): a virtual
+	// target is the sub-device's own target (TargetOf, then LinkTarget): a virtual
 	// sub-device's checks are modelled even behind a real board.
 	target string
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/loader"
 	"fuseline/fixtures"
 	"fuseline/fixtures/virtual"
 	"fuseline/provisioning"
@@ -62,6 +63,18 @@ func TestResolveTarget(t *testing.T) {
 			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.got)
 		}
 	}
+	for _, tc := range []struct{ current, model, want string }{
+		{evidence.TargetBoard, "", evidence.TargetBoard},
+		{evidence.TargetQEMU, "", evidence.TargetQEMU},
+		{evidence.TargetBoard, loader.ModelVirtual, evidence.TargetVirtual},
+		{evidence.TargetQEMU, loader.ModelVirtual, evidence.TargetVirtual},
+		{evidence.TargetVirtual, loader.ModelVirtual, evidence.TargetVirtual},
+	} {
+		got, over := provisioning.LinkTarget(tc.current, tc.model)
+		if got != tc.want || over != (tc.want != tc.current) {
+			t.Errorf("LinkTarget(%q, %q) = %q, %v; want %q", tc.current, tc.model, got, over, tc.want)
+		}
+	}
 	if got := provisioning.TargetOf(link); got != evidence.TargetBoard {
 		t.Errorf("TargetOf(port) = %q", got)
 	}
@@ -72,9 +85,9 @@ func TestResolveTarget(t *testing.T) {
 
 // A run records how each check was established from its target: on the
 // virtual board every board-side check is modelled and the host's own are
-// computed; the same virtual board reached over a link the station calls a
-// real board (no TargetKind, no Config.Target) is recorded as one, and its
-// board-side checks as observed: the station's word is all a link has.
+// computed. The same virtual board reached over a link says what it is
+// when asked (loader.OpModelKind): the run records it as virtual whatever
+// the station said, never as observed.
 func TestRunRecordsEstablishment(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -85,8 +98,9 @@ func TestRunRecordsEstablishment(t *testing.T) {
 		wantBoard string
 	}{
 		{"virtual in-process", false, "", evidence.TargetVirtual, evidence.Modelled},
-		{"over a link, station says qemu", true, evidence.TargetQEMU, evidence.TargetQEMU, evidence.Modelled},
-		{"over a link, nothing said", true, "", evidence.TargetBoard, evidence.Observed},
+		{"over a link, station says qemu", true, evidence.TargetQEMU, evidence.TargetVirtual, evidence.Modelled},
+		{"over a link, nothing said", true, "", evidence.TargetVirtual, evidence.Modelled},
+		{"over a link, station says board", true, evidence.TargetBoard, evidence.TargetVirtual, evidence.Modelled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

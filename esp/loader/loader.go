@@ -43,6 +43,15 @@ const (
 	OpReadFlash        Op = 0xD2
 	OpRunUserCode      Op = 0xD3
 	OpFlashEncryptData Op = 0xD4
+
+	// OpModelKind is Fuseline's own opcode, not Espressif's: a model of
+	// a chip's loader (the virtual board, fixtures/virtual) answers it
+	// with what it is (ModelKind). No ROM (0x02–0x14, 0x19–0x1E on newer
+	// chips), esptool stub (0xD0–0xD4) or stub plugin (0xD5–0xDE) uses
+	// it: a ROM refuses it like any unknown opcode (status 1 / 0x05 with
+	// a stale opcode, §1.10), in Secure Download Mode too, and a stub
+	// with 0xC3, so silicon says nothing and esptool never sends it.
+	OpModelKind Op = 0xF1
 )
 
 // String returns the protocol name ("FLASH_BEGIN") or "OP_0x42".
@@ -101,6 +110,8 @@ func (o Op) name() string {
 		return "RUN_USER_CODE"
 	case OpFlashEncryptData:
 		return "FLASH_ENCRYPT_DATA"
+	case OpModelKind:
+		return "FUSELINE_MODEL_KIND"
 	}
 	return ""
 }

@@ -397,6 +397,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(EncodeRequest(DataRequest(OpFlashData, 1, []byte{1, 2, 3, 4})))
 	f.Add(EncodeResponse(Response{Op: OpSync, Value: SyncValue, Data: []byte{0, 0, 0, 0}}))
 	f.Add(EncodeResponse(Response{Op: OpGetSecurityInfo, Data: append(SecurityInfo{HasChipID: true, ChipID: 9}.Encode(), 0, 0)}))
+	f.Add(EncodeResponse(Response{Op: OpModelKind, Data: append([]byte("FSLN\x01\x00\x00\x00"), 0, 0, 0, 0)}))
 	files, _ := filepath.Glob("testdata/*.bin")
 	for _, name := range files {
 		if b, err := os.ReadFile(name); err == nil {
@@ -426,6 +427,15 @@ func FuzzDecode(f *testing.F) {
 			}
 			for _, n := range []int{0, 16, 20, 32, 64} {
 				if _, _, _, err := ParseStatus(resp.Data, n); err != nil {
+					checkErr(err)
+				}
+			}
+			if r, _, _, err := ParseStatus(resp.Data, ModelKindLen); err == nil {
+				if k, err := ParseModelKind(r); err == nil {
+					if enc, err := EncodeModelKind(k); err != nil || !bytes.Equal(enc, r) {
+						t.Fatal("model kind does not round-trip")
+					}
+				} else {
 					checkErr(err)
 				}
 			}

@@ -79,10 +79,11 @@ in download mode, and the boot check cannot reset it).
 
 The evidence says how each check was established: observed (a real board's
 answers and UART), computed (on this host) or modelled (a virtual board or
-an emulator answered). A port can lead to either, so a run over a port is
-recorded as a real board unless --target-kind says virtual or qemu: give it
-for a "fuseline sim" or QEMU behind a socket, or its modelled checks are
-recorded as observations.
+an emulator answered). Over a port the station asks the link what is
+behind it: a "fuseline sim" says it is the virtual board and is recorded as
+virtual whatever --target-kind says; a real board's ROM refuses the
+question and the run is recorded as a real board unless --target-kind says
+qemu or virtual (give it for QEMU, which cannot say so itself).
 
 Sub-devices: a signed release's sub-device images go, after the main board is
 verified and before the lockdown, to the link the recipe's subdevices section
@@ -102,7 +103,7 @@ Exit codes: 0 pass, 1 board failed or refused (also a refused release),
 	addRunFlags(cmd, &o)
 	f.StringVar(&o.recipePath, "recipe", "", "the recipe (YAML) (required)")
 	f.StringVar(&o.target, "target", "virtual", "virtual, or the board's port: /dev/ttyUSB0, usb-serial:SERIAL, usb:VID:PID, usb-location:1-1.2, socket://HOST:PORT (tcp://), rfc2217://HOST:PORT")
-	f.StringVar(&o.targetKind, "target-kind", "", "what is behind a --target port, for the evidence: board (a real board: its checks are observed; the default), virtual (e.g. fuseline sim) or qemu (their checks are modelled)")
+	f.StringVar(&o.targetKind, "target-kind", "", "what is behind a --target port, for the evidence: board (a real board: its checks are observed; the default), virtual or qemu (their checks are modelled); a fuseline sim says it is virtual itself, whatever this says")
 	f.StringVar(&o.reset, "reset", "default-reset", "how to reset a board on a port: default-reset, classic, unix-tight, usb-reset, no-reset, or a custom sequence like D0|R1|W0.1|D1|R0|W0.05|D0")
 	f.StringVar(&o.boardState, "board-state", "", "virtual target: directory that keeps the board's eFuses and flash (default: a new board in memory)")
 	f.StringVar(&o.faults, "faults", "", "virtual target: faults to inject (see fuseline sim --help)")

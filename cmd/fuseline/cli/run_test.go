@@ -362,3 +362,59 @@ func TestRunTableOffset(t *testing.T) {
 		t.Fatal("the board was opened for a release that cannot boot")
 	}
 }
+
+// TestRunLinkSaysVirtual: what is behind a link is the link's own word. A
+// virtual board served on socket:// announces itself (loader.OpModelKind),
+// so a run that is told nothing records target virtual and its board-side
+// checks as modelled; a station that calls it a real board
+// (--target-kind board) cannot make its evidence say observed.
+func TestRunLinkSaysVirtual(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		note string // what the run says of the link's word
+	}{
+		{"no flag", nil, `the link says it is Fuseline's virtual board: target "virtual"`},
+		{"station says board", []string{"--target-kind", "board"}, `recorded as target "virtual", not the station's "board"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ws := demoWorkspace(t)
+			target, _ := flashSimSocket(t, virtual.Config{Chip: chip.S3()})
+			data := filepath.Join(ws.Dir, "data")
+			args := append([]string{"run", "--recipe", ws.RecipePath, "--target", target, "--data", data, "--yes", "--operator", "alice"}, tc.args...)
+			code, out, stderr := runCLI(t, "", args...)
+			evs, _ := filepath.Glob(filepath.Join(data, "evidence", "*.json"))
+			if len(evs) != 1 {
+				t.Fatalf("exit %d, evidence files %v\n%s\n%s", code, evs, tail(out, 2000), stderr)
+			}
+			eb, _ := os.ReadFile(evs[0])
+			rec, err := evidence.Parse(eb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Station.Target != evidence.TargetVirtual {
+				t.Errorf("evidence target %q, want %q", rec.Station.Target, evidence.TargetVirtual)
+			}
+			board := 0
+			for _, c := range rec.Checks {
+				if c.Established == evidence.Observed {
+					t.Errorf("%s recorded as observed on a virtual board", c.Name)
+				}
+				if !evidence.HostComputed(c.Kind()) {
+					board++
+					if c.Established != evidence.Modelled {
+						t.Errorf("%s established %q, want %q", c.Name, c.Established, evidence.Modelled)
+					}
+				}
+			}
+			if board == 0 {
+				t.Error("no board-side check recorded")
+			}
+			if !strings.Contains(out+stderr, tc.note) {
+				t.Errorf("no %q in the output\n%s\n%s", tc.note, tail(out, 2000), stderr)
+			}
+		})
+	}
+}
