@@ -929,13 +929,19 @@ func (x *run) beginJournal() error {
 		}
 		x.js.haveBefore = true
 	}
-	x.auditRec(audit.EventRunStart, audit.ResultInfo, audit.Details{"recipe_sha256": x.r.SHA256Hex(), "release": x.rel.Version, "slot": x.slot})
+	// A run whose audit log cannot take its start does not start: no
+	// board is burned or written without its trail (IEC 62443 CR 2.9).
+	if err := x.auditFor(x.runID, audit.EventRunStart, audit.ResultInfo, audit.Details{"recipe_sha256": x.r.SHA256Hex(), "release": x.rel.Version, "slot": x.slot}); err != nil {
+		return fmt.Errorf("provisioning: audit log: the run's start not recorded, nothing burned or written: %w", err)
+	}
 	// Intake ran before the board was known; its result belongs to this run.
 	intake := audit.Details{"release": x.rel.Version, "images": fmt.Sprint(len(x.rel.Images)), "checks": fmt.Sprint(len(x.rel.Checks))}
 	if x.rel.ManifestSHA256 != ([32]byte{}) {
 		intake["manifest_sha256"] = hex.EncodeToString(x.rel.ManifestSHA256[:])
 	}
-	x.auditRec(audit.EventIntake, audit.ResultOK, intake)
+	if err := x.auditFor(x.runID, audit.EventIntake, audit.ResultOK, intake); err != nil {
+		return fmt.Errorf("provisioning: audit log: the release's intake not recorded, nothing burned or written: %w", err)
+	}
 	return nil
 }
 

@@ -139,6 +139,11 @@ func TestRunBlankS3(t *testing.T) {
 			t.Errorf("%s = %d, want %d", f, v, want)
 		}
 	}
+	// The anti-rollback counter stays writable after the lockdown, so
+	// later updates can raise it (the IEC 62443 matrix's EDR 3.10 says so).
+	if w, err := phys.Writable("SECURE_VERSION"); err != nil || !w {
+		t.Errorf("SECURE_VERSION writable = %v, %v after the lockdown", w, err)
+	}
 	// Flash holds ciphertext: not the plaintext app.
 	app := e.rel.Images[len(e.rel.Images)-1]
 	if raw := e.b.V.FlashBytes(int(app.Offset), 64); bytes.Equal(raw, app.Data[:64]) {
@@ -863,5 +868,30 @@ func TestRunEvidenceAfterAgreesWithBoard(t *testing.T) {
 				t.Error("no evidence-after check in the evidence")
 			}
 		})
+	}
+}
+
+// A run whose audit log cannot take its records does not start: the run's
+// start record failing stops it before any eFuse is burned or any byte
+// written (IEC 62443 CR 2.9: no board is provisioned without its trail).
+func TestRunStopsWithoutAuditLog(t *testing.T) {
+	t.Parallel()
+	e := setup(t, chip.C3(), workspace.Options{})
+	before := e.b.V.ReadEfuse()
+	if err := e.log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := provisioning.Run(ctxT(t), e.b, e.cfg())
+	if err == nil || !errors.Is(err, audit.ErrClosed) || !strings.Contains(err.Error(), "the run's start not recorded") {
+		t.Fatalf("Run = %v; want the run stopped at its start record", err)
+	}
+	if len(res.Burned) != 0 {
+		t.Errorf("burned %v without an audit trail", res.Burned)
+	}
+	if after := e.b.V.ReadEfuse(); !after.Equal(before) {
+		t.Error("eFuses changed without an audit trail")
+	}
+	if got := e.b.V.FlashBytes(0, 16); !bytes.Equal(got, bytes.Repeat([]byte{0xFF}, 16)) {
+		t.Errorf("flash written without an audit trail: % x", got)
 	}
 }

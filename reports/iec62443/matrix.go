@@ -82,23 +82,26 @@ func Fuseline() Matrix {
 			{
 				ID:    "CR 1.1",
 				Topic: "who operated the station",
-				HowMet: "The station runs a board only for an operator it has authenticated, and writes that " +
-					"operator's ID into every evidence record and every audit-log entry of the run, so each " +
-					"irreversible action is tied to a person.",
+				HowMet: "The station writes the operator's name, as given to it (--operator), into every evidence " +
+					"record and every audit-log entry of the run, so each irreversible action names who ran it. " +
+					"It does not yet authenticate operators: the operator-auth check is recorded as not verified, " +
+					"and this requirement is not met on a device until the station authenticates its operator.",
 				EvidenceFields: []string{"operator.id", "operator.name", "station.id", "timing.start", "steps.start"},
 				Checks:         []string{evidence.CheckOperator},
 				Artifacts:      []string{"audit-log entries with the operator ID", "evidence signature"},
 				Specs: []string{
 					"the records of a provisioned ESP32-S3 names the operator in the evidence and in every audit record of the run",
 				},
-				Limits: "Operator accounts, passwords or badges and their life cycle belong to the plant's identity system.",
+				Limits: "Until the station authenticates operators against the plant's identity system (accounts, passwords " +
+					"or badges and their life cycle), the name recorded is the one typed at the station.",
 			},
 			{
 				ID:    "CR 1.2",
 				Topic: "device and station identity",
 				HowMet: "Each device is identified by the factory MAC and chip revision the ROM reports, and is " +
 					"bound to the key digests burned into its eFuses; the station is identified by its Ed25519 " +
-					"key, which signs every evidence record and audit checkpoint.",
+					"key, which signs its audit checkpoints and each evidence record (a record it could not sign " +
+					"is left without a signature, which report verify refuses).",
 				EvidenceFields: []string{"device.mac", "device.chip", "device.revision", "device.serial_no",
 					"station.id", "station.key_name", "efuse.after.key_blocks.block", "efuse.after.key_blocks.digest"},
 				Checks:    []string{evidence.CheckEfuseReadback},
@@ -114,8 +117,9 @@ func Fuseline() Matrix {
 				Topic: "only authorised actions",
 				HowMet: "A board receives only the burns and writes of the plan derived from a recipe pinned by its " +
 					"hash; a board whose state conflicts with the recipe is refused, never altered. At lock, " +
-					"secure download mode and JTAG disable leave the device without the debug and download paths " +
-					"that would bypass its own authorisation.",
+					"the recipe's lockdown (secure download mode or download disabled, JTAG disabled) leaves the " +
+					"device without the debug and download paths that would bypass its own authorisation; the " +
+					"evidence records the fields as burned.",
 				EvidenceFields: []string{"recipe.name", "recipe.sha256", "result.verdict", "result.code", "result.reason",
 					"efuse.after.fields.ENABLE_SECURITY_DOWNLOAD", "efuse.after.fields.DIS_PAD_JTAG"},
 				Checks:    []string{evidence.CheckLockdown},
@@ -129,9 +133,11 @@ func Fuseline() Matrix {
 			{
 				ID:    "CR 2.8",
 				Topic: "events worth auditing are recorded",
-				HowMet: "Every step of a run is journalled before and after it runs and recorded with start, end, " +
-					"duration, result and the error or the reason for a skip; checks that could not be done are " +
-					"recorded as not verified with the reason; each record is an entry of the station's audit log.",
+				HowMet: "Every step of a run is recorded in the evidence with start, end, duration, result and the " +
+					"error or the reason for a skip, and every step that changes the board (eFuse burns, flash and " +
+					"sub-device writes) is journalled before and after it runs; checks that could not be done are " +
+					"recorded as not verified with the reason; the run's start, its burns and writes and its result " +
+					"(with the evidence file's hash) are entries of the station's audit log.",
 				EvidenceFields: []string{"steps.name", "steps.start", "steps.end", "steps.duration", "steps.result",
 					"steps.error", "checks.name", "checks.verified", "checks.because", "operator.id", "timing.start", "timing.end"},
 				Artifacts: []string{"audit-log inclusion proof", "signed audit checkpoint"},
@@ -146,7 +152,9 @@ func Fuseline() Matrix {
 				Topic: "room for the audit trail",
 				HowMet: "The station's audit log is an append-only Merkle tree on the station's disk with signed " +
 					"checkpoints, forwarded over syslog/TLS so the plant's SIEM keeps the long-term copy; a run " +
-					"does not start when the log cannot be written, so no board is provisioned without its trail.",
+					"stops before it burns or writes anything when the log cannot take its start record, and no " +
+					"eFuse is burned before the log has durably taken the intent to burn it, so no board is " +
+					"changed without its trail.",
 				EvidenceFields: []string{"steps.name", "steps.result", "station.id"},
 				Artifacts:      []string{"audit log and its checkpoints", "SIEM copy"},
 				Specs: []string{
@@ -158,10 +166,12 @@ func Fuseline() Matrix {
 			{
 				ID:    "CR 3.4",
 				Topic: "integrity of firmware and records",
-				HowMet: "Before any board is touched the release manifest signature, every image hash and every " +
-					"Secure Boot v2 signature are checked; after writing, flash MD5 is compared with the expected " +
-					"ciphertext and the decrypted images are re-verified; Secure Boot is enabled so the device " +
-					"itself refuses unsigned code; evidence is signed and logged so changes to it are detectable.",
+				HowMet: "Before any board is touched every Secure Boot v2 signature is checked, and for a signed " +
+					"release its manifest signature and every image hash (an ESP-IDF build directory has no " +
+					"manifest: those checks are recorded as not verified); after writing, flash MD5 is compared " +
+					"with the expected ciphertext and the decrypted images are re-verified unless the recipe " +
+					"turns that off (then recorded as not verified); Secure Boot is enabled so the device itself " +
+					"refuses unsigned code; evidence is signed and logged so changes to it are detectable.",
 				EvidenceFields: []string{"release.manifest_sha256", "images.plaintext_sha256", "images.written_sha256",
 					"images.signature_key_digests", "efuse.after.fields.SECURE_BOOT_EN", "checks.verified"},
 				Checks: []string{evidence.CheckManifestSignature, evidence.CheckImageHash, evidence.CheckSecureBoot,
@@ -180,7 +190,10 @@ func Fuseline() Matrix {
 				Topic: "confidentiality of firmware and keys",
 				HowMet: "Flash encryption with a per-device key made from crypto/rand on the station, burned " +
 					"read-protected and never written to logs, reports or errors; records carry only the key " +
-					"block's SHA-256; the station zeroises the key (or escrows it encrypted when the recipe asks).",
+					"block's SHA-256. Until the run passes the key is kept, sealed with the station's sealing " +
+					"key, in the journal so an interrupted run can resume; on a pass the station removes it and " +
+					"clears it from memory (after sealing it to the recipe's age recipient when the recipe asks " +
+					"for escrow).",
 				EvidenceFields: []string{"images.encrypted", "images.write_mode", "efuse.after.key_blocks.purpose",
 					"efuse.after.key_blocks.read_protected", "efuse.after.key_blocks.digest",
 					"efuse.after.fields.SPI_BOOT_CRYPT_CNT", "efuse.after.fields.FLASH_CRYPT_CNT"},
@@ -196,8 +209,10 @@ func Fuseline() Matrix {
 				ID:    "EDR 3.10",
 				Topic: "secure firmware updates",
 				HowMet: "The device accepts only images signed by a Secure Boot v2 key whose digest was burned, " +
-					"and refuses a secure_version below its eFuse floor; the station sets that floor from the " +
-					"release and leaves SECURE_VERSION writable so the counter can rise with later updates.",
+					"and refuses a secure_version below its eFuse floor; the station raises that floor to the " +
+					"recipe's anti-rollback floor (a release with an app below it is refused at intake, a board " +
+					"already above the release is refused) and leaves SECURE_VERSION writable so the counter can " +
+					"rise with later updates.",
 				EvidenceFields: []string{"release.version", "release.secure_version", "efuse.after.fields.SECURE_VERSION",
 					"images.signature_key_digests", "efuse.after.key_blocks.purpose"},
 				Checks: []string{evidence.CheckSecureVersion, evidence.CheckSecureBoot},

@@ -153,6 +153,9 @@ func TestMet(t *testing.T) {
 		{"v1 record on a board target", cr34, v1Board, false, "not recorded (fuseline.evidence/v1)", true},
 		{"v1 record on a virtual target", cr41, v1Virtual, false, "modelled: not proof for a shipped device", true},
 		{"v1 record, host-side requirement", cr11, v1Board, true, "", true},
+		// The station takes --operator as given: until it authenticates
+		// the operator, CR 1.1 is not met, by a model or otherwise.
+		{"operator taken as given", cr11, unverify(pass, evidence.CheckOperator), false, "operator-auth: not verified", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -218,4 +221,23 @@ func unverify(r *evidence.Record, name string) *evidence.Record {
 		}
 	}
 	return &c
+}
+
+// CR 1.1's text says what the station does: it records the operator's name
+// as given and does not authenticate it, so the requirement is met only by
+// evidence whose operator-auth check verified.
+func TestCR11SaysWhatIsTrue(t *testing.T) {
+	t.Parallel()
+	cr11, _ := iec62443.Fuseline().Requirement("CR 1.1")
+	for _, want := range []string{"as given", "does not yet authenticate", "not met on a device until the station authenticates"} {
+		if !strings.Contains(cr11.HowMet, want) {
+			t.Errorf("CR 1.1 how_met lacks %q: %s", want, cr11.HowMet)
+		}
+	}
+	if strings.Contains(cr11.HowMet, "it has authenticated") {
+		t.Errorf("CR 1.1 claims authentication: %s", cr11.HowMet)
+	}
+	if !slices.Contains(cr11.Checks, evidence.CheckOperator) {
+		t.Errorf("CR 1.1 checks %v lack %s", cr11.Checks, evidence.CheckOperator)
+	}
 }

@@ -275,3 +275,59 @@ func TestModelledIsNotProof(t *testing.T) {
 		t.Errorf("board lot, CR 4.1: %+v", f.Target)
 	}
 }
+
+// CR 1.1 follows the evidence: a lot whose operator was taken as given
+// (operator-auth not verified, as the station records it until it
+// authenticates operators) does not satisfy it.
+func TestOperatorNotAuthenticated(t *testing.T) {
+	t.Parallel()
+	files := lotFilesOn(t, 2, evidence.TargetBoard)
+	for i := range files {
+		r := *files[i].Record
+		r.Checks = append([]evidence.Check(nil), r.Checks...)
+		for j := range r.Checks {
+			if r.Checks[j].Kind() == evidence.CheckOperator {
+				r.Checks[j].Verified, r.Checks[j].Because = false, "the operator name was taken as given (--operator), not authenticated"
+			}
+		}
+		files[i].Record = &r
+	}
+	var doc struct {
+		AR struct {
+			Results []struct {
+				Findings []struct {
+					Title  string `json:"title"`
+					Target struct {
+						Description string                         `json:"description"`
+						Status      struct{ State, Reason string } `json:"status"`
+					} `json:"target"`
+				} `json:"findings"`
+			} `json:"results"`
+		} `json:"assessment-results"`
+	}
+	b := export(t, files)
+	if err := oscal.Validate(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, f := range doc.AR.Results[0].Findings {
+		id := strings.SplitN(f.Title, " — ", 2)[0]
+		switch id {
+		case "CR 1.1":
+			found = true
+			if f.Target.Status.State != "not-satisfied" || !strings.Contains(f.Target.Description, "operator-auth") {
+				t.Errorf("CR 1.1 with the operator taken as given: %+v", f.Target)
+			}
+		case "CR 4.1":
+			if f.Target.Status.State != "satisfied" {
+				t.Errorf("CR 4.1: %+v", f.Target)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no CR 1.1 finding")
+	}
+}
