@@ -24,6 +24,7 @@ import (
 	"fuseline/esp/partition"
 	"fuseline/esp/secureboot"
 	"fuseline/flasher"
+	"fuseline/internal/inputfile"
 	"fuseline/provisioning/recipe"
 	"fuseline/release"
 	"fuseline/reports/evidence"
@@ -318,20 +319,10 @@ func intakeESPIDF(r *recipe.Recipe, rel *Release) error {
 	return nil
 }
 
+// readLimited reads a build file: a regular file only (a FIFO or device is
+// refused, never waited on), at most limit bytes.
 func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
+	return inputfile.ReadFile(context.Background(), path, limit)
 }
 
 func intakeSigned(ctx context.Context, r *recipe.Recipe, rel *Release, opts IntakeOptions) error {

@@ -13,6 +13,10 @@ import (
 	"fuseline/esp/chip"
 )
 
+// MaxInput bounds an eFuse file given to Parse: a raw image is a few
+// hundred bytes, an espefuse dump a few KiB of text.
+const MaxInput = 64 << 10
+
 // FormatError reports input that is not an eFuse dump or image: what was
 // wanted at byte Offset (and, for text, on Line, counted from 1) and what was
 // found.

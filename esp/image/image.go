@@ -82,6 +82,10 @@ func (m FlashMode) String() string {
 	return fmt.Sprintf("mode(0x%x)", uint8(m))
 }
 
+// MaxFlashBytes is the largest flash an image header can name (128 MB): no
+// image, and no dump of a chip's flash, is longer.
+const MaxFlashBytes = 1 << 20 << Size128MB
+
 // FlashSize is the high nibble of header byte 3.
 type FlashSize uint8
 

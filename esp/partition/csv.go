@@ -109,6 +109,10 @@ func (o CSVOptions) tableOffset() uint32 {
 // maxCSV bounds what ParseCSV reads; a real table is a few hundred bytes.
 const maxCSV = 1 << 20
 
+// MaxFile bounds a partition table file as given: the binary is MaxLen
+// bytes, a CSV at most maxCSV.
+const MaxFile = max(MaxLen, maxCSV)
+
 // ParseCSV reads a partition CSV as gen_esp32part does, with the zero
 // CSVOptions.
 func ParseCSV(r io.Reader) (Table, error) { return ParseCSVWith(r, CSVOptions{}) }

@@ -1,13 +1,15 @@
 package recipe
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"fuseline/esp/secureboot"
+	"fuseline/internal/inputfile"
 	"fuseline/release"
 )
 
@@ -16,25 +18,34 @@ import (
 // signed release, the trust anchors and CRLs. Relative paths are taken from
 // the recipe's directory. Every problem is an *Error naming the recipe line
 // that names the file.
-func Load(path string) (*Recipe, error) {
-	f, err := os.Open(path)
+func Load(path string) (*Recipe, error) { return LoadContext(context.Background(), path) }
+
+// LoadContext is Load whose reads stop when ctx is done. Only regular files
+// are read (a FIFO or a device named as the recipe or one of its keys is
+// refused, not waited on), each up to the limit of its kind.
+func LoadContext(ctx context.Context, path string) (*Recipe, error) {
+	b, err := inputfile.ReadFile(ctx, path, MaxSize)
 	if err != nil {
-		return nil, &Error{File: path, Msg: "cannot read the recipe", Err: err}
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
-	if err != nil {
-		return nil, &Error{File: path, Msg: "cannot read the recipe", Err: err}
+		return nil, &Error{File: path, Msg: "cannot read the recipe: " + whyUnreadable(err), Err: err}
 	}
 	r, err := Parse(path, b)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Resolve(); err != nil {
+	if err := r.resolve(ctx); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
+
+// Limits of the files a recipe names.
+const (
+	// MaxKeyFile bounds a Secure Boot public key (an RSA-3072 PEM is
+	// about 600 bytes).
+	MaxKeyFile = 16 << 10
+	// MaxTrustFile bounds a trust-anchor or CRL file (PEM or DER).
+	MaxTrustFile = 4 << 20
+)
 
 // Path resolves a path written in the recipe against its directory.
 func (r *Recipe) Path(ref Ref) string {
@@ -47,15 +58,17 @@ func (r *Recipe) Path(ref Ref) string {
 // Resolve reads the files the recipe names (keys, trust anchors, CRLs) and
 // fills in SecureBoot.PublicKeys and Digests, Release.TrustCerts and
 // Release.CRLList. Load calls it.
-func (r *Recipe) Resolve() error {
+func (r *Recipe) Resolve() error { return r.resolve(context.Background()) }
+
+func (r *Recipe) resolve(ctx context.Context) error {
 	var errs []error
 	fail := func(ref Ref, msg string, err error) {
 		errs = append(errs, &Error{File: r.Source.File, Line: ref.Line, Column: ref.Column, Field: ref.Field, Msg: msg, Err: err})
 	}
-	read := func(ref Ref) ([]byte, bool) {
-		b, err := os.ReadFile(r.Path(ref))
+	read := func(ref Ref, limit int64) ([]byte, bool) {
+		b, err := inputfile.ReadFile(ctx, r.Path(ref), limit)
 		if err != nil {
-			fail(ref, fmt.Sprintf("cannot read %s: %v", ref.Path, errors.Unwrap(err)), err)
+			fail(ref, fmt.Sprintf("cannot read %s: %s", ref.Path, whyUnreadable(err)), err)
 			return nil, false
 		}
 		return b, true
@@ -63,7 +76,7 @@ func (r *Recipe) Resolve() error {
 	r.SecureBoot.PublicKeys, r.SecureBoot.Digests = nil, nil
 	seen := map[[32]byte]int{}
 	for i, ref := range r.SecureBoot.Keys {
-		b, ok := read(ref)
+		b, ok := read(ref, MaxKeyFile)
 		if !ok {
 			continue
 		}
@@ -87,7 +100,7 @@ func (r *Recipe) Resolve() error {
 	}
 	r.Release.TrustCerts, r.Release.CRLList = nil, nil
 	for _, ref := range r.Release.Trust {
-		b, ok := read(ref)
+		b, ok := read(ref, MaxTrustFile)
 		if !ok {
 			continue
 		}
@@ -99,7 +112,7 @@ func (r *Recipe) Resolve() error {
 		r.Release.TrustCerts = append(r.Release.TrustCerts, certs...)
 	}
 	for _, ref := range r.Release.CRLs {
-		b, ok := read(ref)
+		b, ok := read(ref, MaxTrustFile)
 		if !ok {
 			continue
 		}
@@ -128,4 +141,13 @@ func (r *Recipe) CheckReleaseDir() error {
 			Msg: fmt.Sprintf("the release path %s is not a directory", ref.Path)}
 	}
 	return nil
+}
+
+// whyUnreadable is a read error without the path the message already names.
+func whyUnreadable(err error) string {
+	why := err.Error()
+	if ie, ok := errors.AsType[*inputfile.Error](err); ok {
+		why = strings.TrimPrefix(why, ie.Path+": ")
+	}
+	return why
 }

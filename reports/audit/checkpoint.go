@@ -1,13 +1,15 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+
+	"fuseline/internal/inputfile"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
@@ -115,6 +117,10 @@ type CheckpointFile struct {
 // so names sort by size.
 func checkpointName(n int64) string { return fmt.Sprintf("%020d.note", n) }
 
+// MaxCheckpointFile bounds a checkpoint note (origin, size, root and a few
+// signature lines).
+const MaxCheckpointFile = 16 << 10
+
 // ReadCheckpoints reads every *.note file in dir (a data directory's
 // checkpoints folder), in order of size. A missing dir gives none.
 func ReadCheckpoints(dir string) ([]CheckpointFile, error) {
@@ -125,7 +131,7 @@ func ReadCheckpoints(dir string) ([]CheckpointFile, error) {
 	slices.Sort(names)
 	var out []CheckpointFile
 	for _, name := range names {
-		b, err := os.ReadFile(name)
+		b, err := inputfile.ReadFile(context.Background(), name, MaxCheckpointFile)
 		if err != nil {
 			return nil, fmt.Errorf("audit: checkpoints: %w", err)
 		}

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"fuseline/internal/atomicfile"
+	"fuseline/internal/inputfile"
 	"io"
 	"io/fs"
 	"os"
@@ -131,7 +133,7 @@ func createKey(l Layout, name string, rand io.Reader) (note.Signer, note.Verifie
 
 // ReadVerifier reads a note verifier key file (a station.pub).
 func ReadVerifier(path string) (note.Verifier, error) {
-	b, err := os.ReadFile(path)
+	b, err := inputfile.ReadFile(context.Background(), path, 4<<10)
 	if err != nil {
 		return nil, &KeyError{Path: path, Reason: "unreadable public key", Err: err}
 	}

@@ -7,13 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
+
+	"fuseline/internal/inputfile"
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 )
+
+// MaxLine bounds one line of a log: a record is a few KiB at most (32
+// details of 256 bytes), so a longer line means the file is not a log.
+const MaxLine = 1 << 20
+
+// ErrNotLog: the file cannot be an audit log (a line longer than MaxLine).
+var ErrNotLog = errors.New("audit: not an audit log")
 
 // ProblemKind classifies what Verify found.
 type ProblemKind string
@@ -114,7 +122,9 @@ type VerifyOptions struct {
 
 // VerifyFile is Verify on the file at path.
 func VerifyFile(ctx context.Context, path string, opts VerifyOptions) (*Report, error) {
-	f, err := os.Open(path)
+	// A regular file only: a FIFO or a link to /dev/zero is refused, not
+	// read forever. The log itself is streamed, never read whole.
+	f, _, err := inputfile.Open(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("audit: verify: %w", err)
 	}
@@ -327,7 +337,13 @@ func scanLines(ctx context.Context, r io.Reader, fn func(line []byte, terminated
 	for {
 		chunk, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
+			if len(long)+len(chunk) > MaxLine {
+				return fmt.Errorf("%w: line %d is longer than %d bytes", ErrNotLog, count+1, MaxLine)
+			}
 			long = append(long, chunk...)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			continue
 		}
 		if long != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
 
+	"fuseline/internal/inputfile"
 	"fuseline/reports/audit"
 )
 
@@ -52,9 +53,9 @@ func loadAuditInputs(data string, args, cpFiles []string, key string) (*auditInp
 	beside := audit.NewLayout(filepath.Dir(in.log))
 	if len(cpFiles) > 0 {
 		for _, p := range cpFiles {
-			b, err := os.ReadFile(p)
+			b, err := readInput("checkpoint", p, audit.MaxCheckpointFile)
 			if err != nil {
-				return nil, usageErr("audit: checkpoint: %w", err)
+				return nil, err
 			}
 			in.checkpoints = append(in.checkpoints, audit.CheckpointFile{Name: p, Note: b})
 		}
@@ -212,7 +213,7 @@ device has no covered record, 2 unreadable input or bad flags.`,
 			if err != nil {
 				return failErr(fmt.Errorf("audit prove: checkpoint %s: %w", cf.Name, err))
 			}
-			f, err := os.Open(in.log)
+			f, _, err := inputfile.Open(cmd.Context(), in.log)
 			if err != nil {
 				return usageErr("audit prove: %w", err)
 			}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,9 +55,9 @@ neither a dump nor an image of the chip.`,
 			if err != nil {
 				return usageErr("efuse decode: %w", err)
 			}
-			b, err := os.ReadFile(args[0])
+			b, err := readInputContext(cmd.Context(), "eFuse dump", args[0], efuse.MaxInput)
 			if err != nil {
-				return usageErr("efuse decode: %w", err)
+				return err
 			}
 			format := "raw"
 			if efuse.LooksLikeDump(b) {
@@ -504,9 +503,9 @@ func buildBatch(c chip.Chip, fields []fieldArg, keys []keyArg, wp, rp []string, 
 		if err != nil {
 			return b, usageErr("efuse burn: --key %s: %w", ka.block, err)
 		}
-		data, err := os.ReadFile(ka.file)
+		data, err := readInput("efuse burn --key", ka.file, maxKeyFile)
 		if err != nil {
-			return b, usageErr("efuse burn: --key: %w", err)
+			return b, err
 		}
 		burns, err := keyBurns(c, blk.Num, data, ka.purpose)
 		if err != nil {

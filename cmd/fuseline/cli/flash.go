@@ -22,6 +22,7 @@ import (
 	"periph.io/x/host/v3"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/image"
 	"fuseline/fixtures"
 	"fuseline/flasher"
 )
@@ -116,9 +117,9 @@ func (f *connFlags) connect(ctx context.Context, stdio Stdio, noCompress bool) (
 		if f.slot == "" {
 			return nil, usageErr("--fixture needs --slot")
 		}
-		b, err := os.ReadFile(f.fixture)
+		b, err := readInput("--fixture", f.fixture, maxTextFile)
 		if err != nil {
-			return nil, usageErr("--fixture: %w", err)
+			return nil, err
 		}
 		file, err := fixtures.ParseFile(b)
 		if err != nil {
@@ -163,9 +164,9 @@ func (f *connFlags) connect(ctx context.Context, stdio Stdio, noCompress bool) (
 		cfg.Chip = c.Arg()
 	}
 	if f.stub != "" {
-		b, err := os.ReadFile(f.stub)
+		b, err := readInput("--stub", f.stub, maxStubFile)
 		if err != nil {
-			return nil, usageErr("--stub: %w", err)
+			return nil, err
 		}
 		if _, err := flasher.ParseStub(b); err != nil {
 			return nil, usageErr("--stub %s: %w", f.stub, err)
@@ -417,9 +418,9 @@ func readRegions(args []string, align uint32) ([]fileRegion, error) {
 		if align > 1 && addr%align != 0 {
 			return nil, usageErr("address 0x%x of %s: must be a multiple of 0x%x (a write erases whole 4 KiB sectors)", addr, args[i+1], align)
 		}
-		data, err := os.ReadFile(args[i+1])
+		data, err := readInput("region", args[i+1], image.MaxFlashBytes)
 		if err != nil {
-			return nil, usageErr("%w", err)
+			return nil, err
 		}
 		if len(data) == 0 {
 			return nil, usageErr("%s is empty", args[i+1])

@@ -9,6 +9,7 @@ import (
 
 	"fuseline/esp/chip"
 	"fuseline/esp/flashenc"
+	"fuseline/esp/image"
 )
 
 // newFlashencCmd is the `fuseline flashenc` group: host-side flash
@@ -106,7 +107,7 @@ func runFlashenc(cmd *cobra.Command, stdio Stdio, f flashencFlags, encrypt bool,
 	if f.out == "" {
 		return usageErr("flashenc: give the output file with -o")
 	}
-	key, err := readInput("key file", f.key)
+	key, err := readInput("key file", f.key, maxKeyFile)
 	if err != nil {
 		return err
 	}
@@ -121,7 +122,7 @@ func runFlashenc(cmd *cobra.Command, stdio Stdio, f flashencFlags, encrypt bool,
 	if err != nil {
 		return usageErr("key file %s: %w", f.key, err)
 	}
-	data, err := readInput("input", in)
+	data, err := readInput("input", in, image.MaxFlashBytes)
 	if err != nil {
 		return err
 	}

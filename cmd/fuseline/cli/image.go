@@ -36,7 +36,7 @@ it (counting the blocks by their magic; "fuseline secureboot" verifies them).
 Exits 1 when the image is malformed or its checksum or hash is wrong.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := os.ReadFile(args[0])
+			b, err := readInputContext(cmd.Context(), "image", args[0], image.MaxFlashBytes)
 			if err != nil {
 				return usageErr("image info: %w", err)
 			}

@@ -30,9 +30,9 @@ encryption. The table is checked first (alignment, overlaps, otadata size,
 --flash-size); a table that fails exits 1. Output goes to -o or stdout.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			in, err := os.ReadFile(args[0])
+			in, err := readInputContext(cmd.Context(), "partition table", args[0], partition.MaxFile)
 			if err != nil {
-				return usageErr("partitions: %w", err)
+				return err
 			}
 			csvOpts := partition.CSVOptions{}
 			valOpts := partition.ValidateOptions{}

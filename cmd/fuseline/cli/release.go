@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"fuseline/esp/secureboot"
+	"fuseline/provisioning/recipe"
 	"fuseline/release"
 	"fuseline/release/pkcs11"
 )
@@ -108,9 +109,9 @@ func relSigner(ctx context.Context, spec string) (crypto.Signer, func(), error) 
 		}
 		return k, func() { k.Close() }, nil
 	}
-	b, err := os.ReadFile(spec)
+	b, err := readInput("key", spec, maxKeyFile)
 	if err != nil {
-		return nil, nil, usageErr("read key: %w", err)
+		return nil, nil, err
 	}
 	k, err := relParseKey(b)
 	if err != nil {
@@ -158,9 +159,9 @@ func relParseKey(b []byte) (crypto.Signer, error) {
 
 // relCerts reads every certificate of a PEM (or single DER) file.
 func relCerts(what, path string) ([]*x509.Certificate, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInput(what, path, maxKeyFile)
 	if err != nil {
-		return nil, usageErr("read %s: %w", what, err)
+		return nil, err
 	}
 	certs, err := release.ParseCertificates(b)
 	if err != nil {
@@ -171,9 +172,9 @@ func relCerts(what, path string) ([]*x509.Certificate, error) {
 
 // relCRLs reads every CRL of a PEM (or single DER) file.
 func relCRLs(path string) ([]*x509.RevocationList, error) {
-	b, err := os.ReadFile(path)
+	b, err := readInput("CRL", path, recipe.MaxTrustFile)
 	if err != nil {
-		return nil, usageErr("read CRL: %w", err)
+		return nil, err
 	}
 	crls, err := release.ParseCRLs(b)
 	if err != nil {
@@ -234,9 +235,9 @@ func newReleaseCreateCmd(stdio Stdio) *cobra.Command {
 					defer closeKey()
 					k = s
 				} else {
-					b, err := os.ReadFile(spec)
+					b, err := readInput("--sb-key", spec, maxKeyFile)
 					if err != nil {
-						return usageErr("read --sb-key: %w", err)
+						return err
 					}
 					pk, err := secureboot.ParsePrivateKeyPEM(b)
 					if err != nil {
@@ -479,9 +480,9 @@ func newReleaseInspectCmd(stdio Stdio) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
-			mb, err := os.ReadFile(filepath.Join(dir, release.ManifestName))
+			mb, err := readInput("manifest", filepath.Join(dir, release.ManifestName), maxTextFile)
 			if err != nil {
-				return usageErr("read manifest: %w", err)
+				return err
 			}
 			m, err := release.ParseManifest(mb)
 			if err != nil {
@@ -489,7 +490,7 @@ func newReleaseInspectCmd(stdio Stdio) *cobra.Command {
 			}
 			out := relInspect{Dir: dir, Manifest: m}
 			out.ManifestSHA256 = relSum(mb)
-			if sb, err := os.ReadFile(filepath.Join(dir, release.SignatureName)); err == nil {
+			if sb, err := readInput("signature", filepath.Join(dir, release.SignatureName), maxTextFile); err == nil {
 				info, err := release.ParseSignature(sb)
 				if err != nil {
 					return failErr(err)

@@ -44,9 +44,9 @@ func newReportDeviceCmd(stdio Stdio) *cobra.Command {
 			if format != "text" && format != "json" {
 				return usageErr("report device: --format %q: want text or json", format)
 			}
-			data, err := os.ReadFile(args[0])
+			data, err := readInputContext(cmd.Context(), "evidence", args[0], evidence.MaxRecordSize)
 			if err != nil {
-				return usageErr("report device: %v", err)
+				return err
 			}
 			r, err := evidence.Parse(data)
 			if err != nil {

@@ -19,6 +19,7 @@ import (
 	"fuseline/esp/chip"
 	"fuseline/fixtures"
 	"fuseline/fixtures/virtual"
+	"fuseline/internal/inputfile"
 	"fuseline/provisioning"
 	"fuseline/provisioning/journal"
 	"fuseline/provisioning/recipe"
@@ -139,7 +140,7 @@ func loadRecipeAndRelease(ctx context.Context, o runOptions, path string, log *a
 	if path == "" {
 		return nil, nil, usageErr("--recipe is required")
 	}
-	r, err := recipe.Load(path)
+	r, err := recipe.LoadContext(ctx, path)
 	if err == nil {
 		err = r.CheckReleaseDir()
 	}
@@ -155,6 +156,10 @@ func loadRecipeAndRelease(ctx context.Context, o runOptions, path string, log *a
 	}
 	rel, err := provisioning.Intake(ctx, r, provisioning.IntakeOptions{StateDir: filepath.Join(o.data, "release-state")})
 	if err != nil {
+		if errors.Is(err, inputfile.ErrNotRegular) || errors.Is(err, inputfile.ErrTooLarge) {
+			// A FIFO or a device named as a build file: an input mistake.
+			return nil, nil, &ExitError{Code: ExitUsage, Err: err}
+		}
 		if errors.Is(err, provisioning.ErrIntake) {
 			if log != nil {
 				if aerr := provisioning.AuditIntakeRefused(ctx, log, op, r.SHA256Hex(), err); aerr != nil {
@@ -346,8 +351,8 @@ func provision(ctx context.Context, stdio Stdio, o runOptions, r *recipe.Recipe,
 	var stub []byte
 	if o.stubPath != "" {
 		var err error
-		if stub, err = os.ReadFile(o.stubPath); err != nil {
-			return nil, usageErr("--stub: %v", err)
+		if stub, err = readInputContext(ctx, "--stub", o.stubPath, maxStubFile); err != nil {
+			return nil, err
 		}
 	}
 	// What is behind the link is the board's own word (an in-process

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"fuseline/esp/image"
 	"fuseline/esp/secureboot"
 )
 
@@ -30,19 +31,9 @@ func newSecurebootCmd(stdio Stdio) *cobra.Command {
 	return cmd
 }
 
-// readInput reads a file named on the command line; failing to is a usage
-// error (exit 2).
-func readInput(what, path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, usageErr("read %s: %w", what, err)
-	}
-	return b, nil
-}
-
 // loadPublicKey reads a PEM key file (private or public) for its public key.
 func loadPublicKey(path string) (*rsa.PublicKey, error) {
-	b, err := readInput("key file", path)
+	b, err := readInput("key file", path, maxKeyFile)
 	if err != nil {
 		return nil, err
 	}
@@ -101,13 +92,13 @@ func newSecurebootSignCmd(stdio Stdio) *cobra.Command {
 			if out == "" {
 				return usageErr("secureboot sign: give the output file with -o")
 			}
-			img, err := readInput("image", args[0])
+			img, err := readInput("image", args[0], image.MaxFlashBytes)
 			if err != nil {
 				return err
 			}
 			signers := make([]crypto.Signer, len(keys))
 			for i, path := range keys {
-				b, err := readInput("key file", path)
+				b, err := readInput("key file", path, maxKeyFile)
 				if err != nil {
 					return err
 				}
@@ -184,7 +175,7 @@ func newSecurebootVerifyCmd(stdio Stdio) *cobra.Command {
 				}
 				keys[i] = k
 			}
-			signed, err := readInput("image", args[0])
+			signed, err := readInput("image", args[0], image.MaxFlashBytes)
 			if err != nil {
 				return err
 			}
@@ -243,7 +234,7 @@ func newSecurebootInfoCmd(stdio Stdio) *cobra.Command {
 		Long:  "Like `espsecure signature_info_v2`: every valid block of FILE's signature sector with its key digest.",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			signed, err := readInput("image", args[0])
+			signed, err := readInput("image", args[0], image.MaxFlashBytes)
 			if err != nil {
 				return err
 			}

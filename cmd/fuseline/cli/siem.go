@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -37,9 +36,9 @@ func (o siemOptions) tlsConfig() (*tls.Config, error) {
 	if o.ca == "" {
 		return nil, usageErr("--siem needs --siem-ca (the SIEM's CA)")
 	}
-	pem, err := os.ReadFile(o.ca)
+	pem, err := readInput("--siem-ca", o.ca, maxKeyFile)
 	if err != nil {
-		return nil, usageErr("--siem-ca: %v", err)
+		return nil, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
