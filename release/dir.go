@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+
+	"fuseline/internal/inputfile"
 )
 
 // maxSignatureSize bounds manifest.json.p7s: a signature with a few
@@ -68,7 +70,7 @@ func (r *Release) readMeta() (manifest, sig []byte, err error) {
 }
 
 func readLimited(root *os.Root, name string, limit int64) ([]byte, error) {
-	f, err := root.Open(name)
+	f, _, err := inputfile.OpenIn(context.Background(), root, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		what := "the release has no manifest"
 		if name == SignatureName {
@@ -110,7 +112,7 @@ func (r *Release) OpenFile(ctx context.Context, i int) (*ImageReader, error) {
 		return nil, fmt.Errorf("release: file index %d out of range (%d files)", i, len(files))
 	}
 	f := files[i]
-	src, err := r.root.Open(f.Path)
+	src, _, err := inputfile.OpenIn(ctx, r.root, f.Path)
 	if err != nil {
 		return nil, refused(ReasonMissing, err, "%s %s (%s): cannot open: %v", f.Role, f.Path, f.Region(), trimPathErr(err))
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -185,6 +186,14 @@ func TestVerifyPolicy(t *testing.T) {
 		{name: "missing image", mutate: func(f *fx) {
 			os.Remove(filepath.Join(f.dir, "otadata.bin"))
 		}, want: release.ReasonMissing, msg: "otadata otadata.bin (flash 0xd000): cannot open"},
+		{name: "image is a FIFO", mutate: func(f *fx) {
+			// Opening a FIFO with no writer would wait for good.
+			p := filepath.Join(f.dir, "otadata.bin")
+			os.Remove(p)
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				f.t.Fatal(err)
+			}
+		}, want: release.ReasonMissing, msg: "otadata otadata.bin (flash 0xd000): cannot open: otadata.bin: not a regular file (a FIFO)"},
 		{name: "older version", prepare: func(f *fx) { f.accept("1.3.0", 2) },
 			want: release.ReasonRollback, msg: `version 1.2.0 of "demo" is older than 1.3.0`},
 		{name: "lower secure version", prepare: func(f *fx) { f.accept("1.1.0", 3) },

@@ -60,6 +60,27 @@ func Open(ctx context.Context, path string) (*os.File, os.FileInfo, error) {
 		}
 		return nil, nil, &Error{Path: path, Err: fmt.Errorf("%w", err)}
 	}
+	return checkRegular(f, path)
+}
+
+// OpenIn is Open for name inside root (which keeps a release's file names
+// from leaving its directory).
+func OpenIn(ctx context.Context, root *os.Root, name string) (*os.File, os.FileInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, &Error{Path: name, Err: err}
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|nonblock, 0)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, nil, &Error{Path: name, Err: fmt.Errorf("%w", err)}
+	}
+	return checkRegular(f, name)
+}
+
+func checkRegular(f *os.File, path string) (*os.File, os.FileInfo, error) {
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -69,3 +69,25 @@ func TestCreateRace(t *testing.T) {
 		t.Fatalf("files left: %v", ents)
 	}
 }
+
+// FuzzOpen: a key file from the journal directory is outside bytes; Open
+// never panics and opens nothing but what Seal made for that device.
+func FuzzOpen(f *testing.F) {
+	path := filepath.Join(f.TempDir(), FileName)
+	s := At(path)
+	good, err := s.Seal("dev", bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte("age-encryption.org/v1\n-> X25519 AAAA\n--- AAAA\n"))
+	f.Add(bytes.Repeat([]byte{0}, 32))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// Only an age file sealed to this identity opens (the fuzzer
+		// cannot forge one): whatever opens is the key sealed.
+		k, err := s.Open("dev", b)
+		if err == nil && !bytes.Equal(k, bytes.Repeat([]byte{7}, 32)) {
+			t.Fatalf("opened %x from a file Seal did not make", k)
+		}
+	})
+}
