@@ -883,7 +883,7 @@ func TestRunStopsWithoutAuditLog(t *testing.T) {
 	}
 	res, err := provisioning.Run(ctxT(t), e.b, e.cfg())
 	if err == nil || !errors.Is(err, audit.ErrClosed) || !strings.Contains(err.Error(), "the run's start not recorded") {
-		t.Fatalf("Run = %v; want the run stopped at its start record", err)
+		t.Errorf("Run = %v; want the run stopped at its start record", err)
 	}
 	if len(res.Burned) != 0 {
 		t.Errorf("burned %v without an audit trail", res.Burned)
@@ -893,5 +893,16 @@ func TestRunStopsWithoutAuditLog(t *testing.T) {
 	}
 	if got := e.b.V.FlashBytes(0, 16); !bytes.Equal(got, bytes.Repeat([]byte{0xFF}, 16)) {
 		t.Errorf("flash written without an audit trail: % x", got)
+	}
+	// No step that changes the board was even begun.
+	mac, _ := e.b.DeviceMAC()
+	recs, err := journal.Load(filepath.Join(e.data, "journal"), journal.DeviceName(fmt.Sprintf("%02x%02x%02x%02x%02x%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Kind == "step.begin" {
+			t.Errorf("journal: step %s begun without an audit trail", r.Step)
+		}
 	}
 }
