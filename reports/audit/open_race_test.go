@@ -1,10 +1,12 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -48,5 +50,17 @@ func TestOpenRaceFreshDir(t *testing.T) {
 			t.Fatalf("trial %d: reopen: %v", trial, err)
 		}
 		l.Close(context.Background())
+	}
+}
+
+// TestVerifyLineCap: a file with a line longer than any record (here 2 MiB
+// of zeros, no newline: what a link to /dev/zero would give without end)
+// is not read into memory whole: it is refused as not a log.
+func TestVerifyLineCap(t *testing.T) {
+	t.Parallel()
+	big := bytes.Repeat([]byte{0}, 2<<20)
+	_, err := Verify(context.Background(), bytes.NewReader(big), VerifyOptions{NoCheckpoints: true})
+	if !errors.Is(err, ErrNotLog) || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("2 MiB line: %v", err)
 	}
 }
