@@ -33,7 +33,10 @@ const (
 const DefaultBundleLimit = 1 << 30
 
 // Bundle is the content of an evidence bundle: file bytes by slash-separated
-// path relative to the bundle root ("evidence/X.json").
+// path relative to the bundle root ("evidence/X.json"). An evidence folder
+// that holds no file is kept as its path with a trailing slash
+// ("evidence/", nil data): a station's data directory before its first
+// device, whose evidence is none rather than its other *.json files.
 type Bundle map[string][]byte
 
 // ReadBundleFS reads every regular file of fsys into a Bundle, reading at
@@ -47,6 +50,9 @@ func ReadBundleFS(fsys fs.FS, limit int64) (Bundle, error) {
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && d.Name() == BundleEvidenceDir {
+			b[p+"/"] = nil
 		}
 		if !d.Type().IsRegular() {
 			return nil
@@ -70,6 +76,7 @@ func ReadBundleFS(fsys fs.FS, limit int64) (Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.dropFilledDirs()
 	return b.rooted(), nil
 }
 
@@ -102,12 +109,18 @@ func ReadBundleTar(r io.Reader, limit int64) (Bundle, error) {
 		if err != nil {
 			return nil, fmt.Errorf("evidence: bundle: tar: %w", err)
 		}
-		if h.Typeflag != tar.TypeReg {
+		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeDir {
 			continue
 		}
 		name := path.Clean(strings.TrimPrefix(h.Name, "./"))
 		if !fs.ValidPath(name) {
 			return nil, fmt.Errorf("evidence: bundle: tar entry %q is not a relative path inside the bundle", h.Name)
+		}
+		if h.Typeflag == tar.TypeDir {
+			if path.Base(name) == BundleEvidenceDir {
+				b[name+"/"] = nil
+			}
+			continue
 		}
 		data, err := io.ReadAll(io.LimitReader(tr, limit-total+1))
 		if err != nil {
@@ -122,7 +135,24 @@ func ReadBundleTar(r io.Reader, limit int64) (Bundle, error) {
 		}
 		b[name] = data
 	}
+	b.dropFilledDirs()
 	return b.rooted(), nil
+}
+
+// dropFilledDirs removes the folder entries ("evidence/") of folders that
+// hold a file: only an empty evidence folder needs saying.
+func (b Bundle) dropFilledDirs() {
+	for d := range b {
+		if !strings.HasSuffix(d, "/") {
+			continue
+		}
+		for p := range b {
+			if p != d && strings.HasPrefix(p, d) {
+				delete(b, d)
+				break
+			}
+		}
+	}
 }
 
 // rooted strips one top directory that every file shares, as
@@ -154,13 +184,20 @@ func (b Bundle) EvidenceFiles() []string {
 
 // EvidencePaths picks the evidence files among the slash paths of a bundle
 // or directory, sorted: the *.json files in an evidence/ folder when there
-// are any (a station's data directory keeps its own state files, such as
-// station-session.json and release-state/, beside evidence/), else every
-// *.json outside images/ folders (a flat bundle). Bundles, `report verify`,
-// `report lot` and `report oscal` all find evidence this one way.
+// are any or when an evidence/ folder is there at all (a path ending in
+// "/": a station's data directory keeps its own state files, such as
+// station-session.json and release-state/, beside evidence/, and an empty
+// evidence/ means no evidence yet), else every *.json outside images/
+// folders (a flat bundle). Bundles, `report verify`, `report lot` and
+// `report oscal` all find evidence this one way.
 func EvidencePaths(paths []string) []string {
 	var all, inDir []string
+	evidenceDir := false
 	for _, p := range paths {
+		if strings.HasSuffix(p, "/") {
+			evidenceDir = evidenceDir || path.Base(p) == BundleEvidenceDir
+			continue
+		}
 		dirs := "/" + path.Dir(p) + "/"
 		if !strings.HasSuffix(p, ".json") || strings.Contains(dirs, "/"+BundleImagesDir+"/") {
 			continue
@@ -171,7 +208,7 @@ func EvidencePaths(paths []string) []string {
 		}
 	}
 	out := all
-	if len(inDir) > 0 {
+	if len(inDir) > 0 || evidenceDir {
 		out = inDir
 	}
 	slices.Sort(out)
@@ -274,7 +311,8 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 	}
 
 	files := b.EvidenceFiles()
-	if len(files) == 0 {
+	_, haveLog := b[BundleAuditLogFile]
+	if len(files) == 0 && !haveLog {
 		return nil, &FileError{File: ".", Err: errors.New("the bundle holds no evidence files (*.json)")}
 	}
 	type claim struct {
@@ -350,6 +388,11 @@ func VerifyBundle(ctx context.Context, b Bundle, opts VerifyOptions) (*BundleRep
 
 	if err := checkAuditLog(ctx, b, key, opts.Origin, verified, rep); err != nil {
 		return nil, err
+	}
+	if len(files) == 0 {
+		// Only reached with the audit log, which has no result record
+		// either (checkAuditLog named any as missing its evidence).
+		rep.NotVerified = append(rep.NotVerified, "evidence files: none, because the station has recorded no device result yet (the audit log has no result record)")
 	}
 	// A signature or proof whose evidence file is gone is what deleting the
 	// evidence alone leaves behind.

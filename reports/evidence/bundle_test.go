@@ -427,9 +427,41 @@ func TestEvidenceFilesLayout(t *testing.T) {
 		{"data directory", evidence.Bundle{"evidence/a.json": nil, "evidence/a.json.sig": nil, "station-session.json": nil,
 			"release-state/release-state.json": nil, "images/app.json": nil}, []string{"evidence/a.json"}},
 		{"flat", evidence.Bundle{"b.json": nil, "a.json": nil, "images/x.json": nil, "station.pub": nil}, []string{"a.json", "b.json"}},
+		// An empty evidence/ is no evidence yet, not the state files beside it.
+		{"data directory before its first device", evidence.Bundle{"evidence/": nil, "station-session.json": nil, "audit.log": nil}, nil},
 	} {
 		if got := tc.b.EvidenceFiles(); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: EvidenceFiles() = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestReadBundleTarEmptyEvidence: a tar of a data directory keeps its empty
+// evidence/ folder, so it has no evidence either.
+func TestReadBundleTarEmptyEvidence(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, h := range []*tar.Header{
+		{Name: "data/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "data/evidence/", Typeflag: tar.TypeDir, Mode: 0o755},
+		{Name: "data/station-session.json", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2},
+	} {
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			tw.Write([]byte("{}"))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := evidence.ReadBundleTar(&buf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.EvidenceFiles(); len(got) != 0 {
+		t.Fatalf("EvidenceFiles() = %v, want none (bundle %v)", got, slices.Sorted(maps.Keys(b)))
 	}
 }

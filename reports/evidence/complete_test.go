@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -274,4 +275,57 @@ func FuzzVerifyBundleAuditLog(f *testing.F) {
 			t.Fatalf("verified %d evidence files against %+v", len(rep.Devices), rep.AuditLog)
 		}
 	})
+}
+
+// TestVerifyNoEvidenceYet: a station's data directory whose evidence/
+// folder is empty has no evidence, not its other *.json files (the fault
+// campaign's `report verify` read station-session.json as evidence and
+// exited 1). With no result record in the log that verifies, saying there
+// is no evidence; with a result record it is the completeness finding.
+func TestVerifyNoEvidenceYet(t *testing.T) {
+	t.Parallel()
+	for _, results := range []bool{false, true} {
+		s := newStation(t)
+		r := evidencetest.Board(evidencetest.LotOptions{}, 1)
+		if results {
+			s.provision(r, audit.EventResult, nil)
+			for _, suf := range []string{"", evidence.SignatureSuffix, evidence.ProofSuffix} {
+				if err := os.Remove(filepath.Join(s.dir, "evidence", r.FileName()+suf)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		} else {
+			// A run that ended before its result; closing the log pins it.
+			if _, err := s.log.Append(t.Context(), audit.Entry{Operator: "op", Device: r.Device.MAC, Run: r.ID, Event: audit.EventRunStart, Result: audit.ResultInfo}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.log.Close(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		files, err := evidence.ReadFiles(os.DirFS(s.dir))
+		if err != nil || len(files) != 0 {
+			t.Fatalf("results %v: ReadFiles: %d files, %v; want none", results, len(files), err)
+		}
+		b, key := s.bundle()
+		if got := b.EvidenceFiles(); len(got) != 0 {
+			t.Fatalf("results %v: evidence files %v, want none", results, got)
+		}
+		rep, err := evidence.VerifyBundle(t.Context(), b, evidence.VerifyOptions{Key: key})
+		if results {
+			fe, ok := errors.AsType[*evidence.FileError](err)
+			if !ok || fe.File != "audit.log" || !errors.Is(err, evidence.ErrIncomplete) || !strings.Contains(err.Error(), "device 3c:61:05:00:00:01") {
+				t.Fatalf("result record without evidence: %v, want the completeness finding on audit.log", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("no results, no evidence: %v", err)
+		}
+		if len(rep.Devices) != 0 || rep.AuditLog == nil || rep.AuditLog.Results != 0 ||
+			!slices.ContainsFunc(rep.NotVerified, func(s string) bool { return strings.HasPrefix(s, "evidence files: none") }) {
+			t.Fatalf("no results, no evidence: devices %d, audit log %+v, not verified %q", len(rep.Devices), rep.AuditLog, rep.NotVerified)
+		}
+	}
 }

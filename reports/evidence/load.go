@@ -24,6 +24,9 @@ func ReadFiles(fsys fs.FS) ([]File, error) {
 		if d.IsDir() && d.Name() == BundleImagesDir {
 			return fs.SkipDir
 		}
+		if d.IsDir() && d.Name() == BundleEvidenceDir {
+			paths = append(paths, p+"/")
+		}
 		if d.Type().IsRegular() {
 			paths = append(paths, p)
 		}
