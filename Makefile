@@ -45,9 +45,14 @@ bench:
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
-# Long fault campaigns and soaks.
+# Long fault campaigns and soaks: the fault campaign (the Soak tests) and the
+# specs' slow power-cut table (label slow, gated on FUSELINE_SOAK). Both run
+# even when the first fails; the target fails if either did.
 soak:
-	FUSELINE_SOAK=1 $(GO) test -count=1 -v -timeout 120m -run 'Soak' ./...
+	@rc=0; \
+	FUSELINE_SOAK=1 $(GO) test -count=1 -v -timeout 120m -run 'Soak' ./... || rc=1; \
+	FUSELINE_SOAK=1 $(GO) test -count=1 -timeout 60m -run '^TestSpecs$$' ./specs/ -ginkgo.label-filter='slow' -ginkgo.v || rc=1; \
+	exit $$rc
 
 clean:
 	rm -rf bin fuseline-demo

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -156,7 +155,7 @@ var _ = Describe("a power cut", Label("powercut"), func() {
 	}, stepCuts)
 
 	DescribeTable("at a loader command, then a re-run", Label("slow"), func(ctx SpecContext, c chip.Chip, m recipe.WriteMode, fraction float64, after bool) {
-		if os.Getenv("FUSELINE_SOAK") == "" && !strings.Contains(GinkgoLabelFilter(), "slow") {
+		if !slowWanted(os.Getenv, GinkgoLabelFilter()) {
 			Skip("a cut mid-command waits out the loader's timeouts (about 12 s each); run with FUSELINE_SOAK=1 (make soak) or -ginkgo.label-filter=slow")
 		}
 		ref := referenceFor(c, m)
