@@ -239,7 +239,9 @@ func (s *Session) readIdentity(ctx context.Context) error {
 	read := func(addrs ...uint32) ([]uint32, error) {
 		out := make([]uint32, len(addrs))
 		for i, a := range addrs {
-			v, err := s.ReadReg(ctx, a)
+			// The MAC names the device in the journal and the evidence: a
+			// value the line changed must not become its identity.
+			v, err := s.ReadRegStable(ctx, a)
 			if err != nil {
 				return nil, fmt.Errorf("flasher: reading identity eFuses: %w", err)
 			}

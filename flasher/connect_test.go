@@ -64,9 +64,14 @@ func TestConnectESP32(t *testing.T) {
 		{Want: []byte{0x00, 0x0a, 0x04, 0x00, 0, 0, 0, 0, 0x00, 0x10, 0x00, 0x40},
 			Reply: [][]byte{{0x01, 0x0a, 0x04, 0x00, 0x83, 0x1d, 0xf0, 0x00, 0, 0, 0, 0}}}, // trace bytes (§1.7)
 		ft.ReadReg(0x3FF5A004, 0xA44EBE40, true),
+		ft.ReadReg(0x3FF5A004, 0xA44EBE40, true),
+		ft.ReadReg(0x3FF5A008, 0x008630AE, true),
 		ft.ReadReg(0x3FF5A008, 0x008630AE, true),
 		ft.ReadReg(0x3FF5A00C, 1<<15, true),
+		ft.ReadReg(0x3FF5A00C, 1<<15, true),
 		ft.ReadReg(0x3FF5A014, 1<<20, true),
+		ft.ReadReg(0x3FF5A014, 1<<20, true),
+		ft.ReadReg(0x3FF6607C, 1<<31, true),
 		ft.ReadReg(0x3FF6607C, 1<<31, true),
 	}
 	// Then a write: the ESP32 ROM takes a 16-byte FLASH_BEGIN, its

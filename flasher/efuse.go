@@ -373,11 +373,12 @@ func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check 
 			recs = append(recs, full(r.CheckValue0+uint32(4*i), v))
 		}
 	}
-	if err := s.WriteRegs(ctx, recs...); err != nil {
+	recs = append(recs, full(r.Conf, chip.EfuseOpProgram))
+	if err := s.loadChecked(ctx, recs); err != nil {
 		return nil, false, err
 	}
 	// 5. Program.
-	if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpProgram), full(r.Cmd, chip.EfuseCmdPgm|uint32(block)<<2)); err != nil {
+	if err := s.WriteRegs(ctx, full(r.Cmd, chip.EfuseCmdPgm|uint32(block)<<2)); err != nil {
 		return nil, false, err
 	}
 	if err := idle(); err != nil {
@@ -403,6 +404,55 @@ func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check 
 		}
 	}
 	return errRegs, false, nil
+}
+
+// pgmLoads bounds the loads of the program registers before a burn gives
+// up on the line.
+const pgmLoads = 3
+
+// loadChecked writes the registers a program command reads (the data, the
+// check words, CONF) and reads each back (ReadRegStable) before the
+// trigger: WRITE_REG carries no checksum, and a value or address the line
+// changed would otherwise be burned for good — other bits, or the same
+// bits in another block. A mismatch loads everything again; one that
+// stays after pgmLoads loads fails with nothing programmed
+// (ErrWriteNotTaken).
+func (s *Session) loadChecked(ctx context.Context, recs []loader.RegWrite) error {
+	// What each register holds after the writes (a register written twice,
+	// cleared then loaded, holds the last).
+	var final []loader.RegWrite
+	for _, w := range recs {
+		i := slices.IndexFunc(final, func(f loader.RegWrite) bool { return f.Addr == w.Addr })
+		if i < 0 {
+			final = append(final, loader.RegWrite{Addr: w.Addr})
+			i = len(final) - 1
+		}
+		final[i].Value = w.Apply(final[i].Value)
+		final[i].Mask |= w.Mask
+	}
+	var bad string
+	for load := 1; load <= pgmLoads; load++ {
+		if err := s.WriteRegs(ctx, recs...); err != nil {
+			return err
+		}
+		bad = ""
+		for _, w := range final {
+			got, err := s.ReadRegStable(ctx, w.Addr)
+			if err != nil {
+				return err
+			}
+			if got&w.Mask != w.Value&w.Mask {
+				// The value is not named: it may be key material.
+				bad = fmt.Sprintf("register 0x%08x", w.Addr)
+				break
+			}
+		}
+		if bad == "" {
+			return nil
+		}
+		s.log.Warn("flasher: an eFuse program register did not read back as written; loading again", "load", load, "reg", bad)
+	}
+	return fmt.Errorf("flasher: %w: %s did not read back as written after %d loads; nothing programmed", ErrWriteNotTaken, bad, pgmLoads)
 }
 
 // clearPgm returns the writes that zero PGM_DATA0…7.
@@ -480,7 +530,7 @@ func (s *Session) burnClassic(ctx context.Context, block int, want []uint32) (er
 	for i, v := range want {
 		recs[i] = full(r.BlockWrite[block]+uint32(4*i), v)
 	}
-	if err := s.WriteRegs(ctx, recs...); err != nil {
+	if err := s.loadChecked(ctx, recs); err != nil {
 		return nil, false, err
 	}
 	// 40 MHz timing: DAC_CLK_DIV 80, CLK_SEL0 160, CLK_SEL1 255 (§1.2).

@@ -10,6 +10,7 @@ import (
 
 	"fuseline/esp/chip"
 	"fuseline/esp/efuse"
+	"fuseline/esp/loader"
 	"fuseline/flasher"
 )
 
@@ -270,7 +271,9 @@ func TestBurnBlocks(t *testing.T) {
 // (1 write), PGM (1 write) and its idle poll (2), six reloads of one write,
 // an idle poll and the 5 repeat-error reads each, and the read-back of the
 // one word that has requested bits (twice: the two reads must agree, as a
-// READ_REG answer carries no checksum), 60 in all.
+// READ_REG answer carries no checksum), and before PGM the 8 data words and
+// CONF read back (twice each: a WRITE_REG carries no checksum either), 78
+// in all.
 // espefuse's sequence takes 92 (every read-modify-write and write its own
 // command, CMD polled before and after everything). On a line each round
 // trip costs the USB adapter's latency.
@@ -282,8 +285,8 @@ func TestBurnRoundTrips(t *testing.T) {
 		if err := s.BurnBlocks(ctx, []flasher.BlockProgram{{Block: 0, Words: []uint32{0, 0, 0x000C0000, 0, 0, 0}}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.regOps - before; got != 60 {
-			t.Fatalf("%d register round trips, want 60", got)
+		if got := f.regOps - before; got != 78 {
+			t.Fatalf("%d register round trips, want 78", got)
 		}
 	})
 }
@@ -317,5 +320,129 @@ func TestBurnRegisterValues(t *testing.T) {
 	}
 	if fmt.Sprint(f.phys.Blocks[1]) != fmt.Sprint(p.Words) {
 		t.Fatalf("BLOCK1 %x", f.phys.Blocks[1])
+	}
+}
+
+// WRITE_REG carries no checksum: a data word, check word or CONF the line
+// changed would be burned for good (other bits, or the key in another
+// block). BurnBlocks reads the program registers back before the trigger:
+// a write spoilt once is loaded again and the block burns exactly its
+// data; a line that spoils every load fails the burn as a link error
+// (ErrWriteNotTaken) with nothing programmed.
+func TestBurnProgramRegistersCheckedBeforeTrigger(t *testing.T) {
+	t.Parallel()
+	e := chip.S3().Efuse
+	// BLOCK0 has no RS check words, so a spoilt data word programs; a
+	// key block's check words must match its data.
+	block0 := flasher.BlockProgram{Block: 0, Words: []uint32{0x11, 0x2200, 0x330000, 0x44000000, 0x5, 0x60}}
+	key := keyProgram(4, true)
+	tests := []struct {
+		name  string
+		p     flasher.BlockProgram
+		noise func(n *int, r loader.RegWrite) loader.RegWrite
+		err   error
+	}{
+		{"a data word's value flipped once", block0, func(n *int, r loader.RegWrite) loader.RegWrite {
+			if r.Addr == e.PgmData0+8 && r.Value != 0 {
+				if *n++; *n == 1 {
+					r.Value |= ^r.Value & -^r.Value // a bit the word does not have
+				}
+			}
+			return r
+		}, nil},
+		{"a data word's address changed once", block0, func(n *int, r loader.RegWrite) loader.RegWrite {
+			if r.Addr == e.PgmData0+0x14 && r.Value != 0 {
+				if *n++; *n == 1 {
+					r.Addr = e.PgmData0 // word 5's bits land in word 0
+				}
+			}
+			return r
+		}, nil},
+		{"CONF flipped once", key, func(n *int, r loader.RegWrite) loader.RegWrite {
+			if r.Addr == e.Conf && r.Value == chip.EfuseOpProgram {
+				if *n++; *n == 1 {
+					r.Value ^= 0x100
+				}
+			}
+			return r
+		}, nil},
+		{"a check word flipped on every load", key, func(n *int, r loader.RegWrite) loader.RegWrite {
+			if r.Addr == e.CheckValue0+4 && r.Value != 0 {
+				r.Value ^= 1
+			}
+			return r
+		}, flasher.ErrWriteNotTaken},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeChip(chip.S3())
+			n := 0
+			f.writeNoise = func(r loader.RegWrite) loader.RegWrite { return tc.noise(&n, r) }
+			withFake(t, f, func(t *testing.T, ctx context.Context, s *flasher.Session) {
+				err := s.BurnBlocks(ctx, []flasher.BlockProgram{tc.p})
+				if tc.err != nil {
+					if !errors.Is(err, tc.err) {
+						t.Fatalf("err %v, want %v", err, tc.err)
+					}
+					if be, ok := errors.AsType[*flasher.EfuseBurnError](err); !ok || be.Err == nil {
+						t.Fatalf("err %#v: want a burn that ended on a link error, not a verify failure", err)
+					}
+					if len(f.programmed) != 0 {
+						t.Fatalf("programmed %v, want nothing", f.programmed)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			if tc.err != nil {
+				return
+			}
+			if n == 0 {
+				t.Fatal("the noise never struck")
+			}
+			for b := range f.phys.Blocks {
+				for i, v := range f.phys.Blocks[b] {
+					want := uint32(0)
+					if b == tc.p.Block && i < len(tc.p.Words) {
+						want = tc.p.Words[i]
+					}
+					if v != want {
+						t.Fatalf("BLOCK%d word %d = 0x%08x, want 0x%08x", b, i, v, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The MAC names the device in the journal and the evidence: a MAC word
+// whose READ_REG answer the line changed (no checksum) is read again, not
+// taken as the board's identity.
+func TestConnectMACNoisyAnswer(t *testing.T) {
+	t.Parallel()
+	c := chip.S3()
+	f := newFakeChip(c)
+	f.phys.Blocks[1][0], f.phys.Blocks[1][1] = 0x11223344, 0x5566
+	f.reload()
+	lo := c.Efuse.BlockRead[1]
+	seen := map[uint32]int{}
+	f.readNoise = func(addr, v uint32) uint32 {
+		if addr == lo || addr == lo+4 {
+			if seen[addr]++; seen[addr] == 1 {
+				return v ^ 0x100
+			}
+		}
+		return v
+	}
+	withFake(t, f, func(t *testing.T, ctx context.Context, s *flasher.Session) {
+		if got, want := s.Info().MAC, [6]byte{0x55, 0x66, 0x11, 0x22, 0x33, 0x44}; got != want {
+			t.Fatalf("MAC %x, want %x", got, want)
+		}
+	})
+	if seen[lo] == 0 {
+		t.Fatal("the MAC was never read")
 	}
 }

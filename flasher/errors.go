@@ -37,6 +37,10 @@ var (
 	// change a value without damaging its frame; a value is taken only
 	// when two reads in a row agree.
 	ErrReadUnstable = errors.New("flasher: repeated register reads disagree")
+	// ErrWriteNotTaken: registers written with WRITE_REG (no checksum)
+	// kept reading back other than written, so the line is changing the
+	// writes; the eFuse program they were for was not started.
+	ErrWriteNotTaken = errors.New("flasher: register writes not taken as sent")
 	// ErrLinkClosedByLockdown: burning a lockdown eFuse (secure download
 	// mode, download disabled) cut the loader off during the reload, as the
 	// real ROM does. It is the expected outcome of that burn (§1.6).

@@ -45,6 +45,9 @@ type fakeChip struct {
 	// readNoise, if set, changes the value of a READ_REG answer as a noisy
 	// line does: the frame and its status stay intact.
 	readNoise func(addr, v uint32) uint32
+	// writeNoise, if set, changes a WRITE_REG record as a noisy line does
+	// (the loader's WRITE_REG carries no checksum).
+	writeNoise func(r loader.RegWrite) loader.RegWrite
 }
 
 func newFakeChip(c chip.Chip) *fakeChip {
@@ -132,6 +135,9 @@ func (f *fakeChip) handle(req loader.Request) []loader.Response {
 			return []loader.Response{{Op: req.Op, Data: []byte{1, 5, 0, 0}}}
 		}
 		for _, r := range recs {
+			if f.writeNoise != nil {
+				r = f.writeNoise(r)
+			}
 			f.regs[r.Addr] = r.Apply(f.regs[r.Addr])
 			f.sideEffects(r.Addr)
 		}

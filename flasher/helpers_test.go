@@ -25,7 +25,8 @@ func secInfo(id chip.ID, flags loader.SecurityFlags) []byte {
 }
 
 // connectSteps is what Connect does with an S3 ROM: reset, banner, one
-// SYNC swallowed by auto-baud, one answered, security info, identity reads.
+// SYNC swallowed by auto-baud, one answered, security info, identity reads
+// (each read twice: ReadRegStable takes a value two reads agree on).
 func connectSteps(rom bool) []ft.Step {
 	reply := ft.ROM
 	if !rom {
@@ -37,9 +38,14 @@ func connectSteps(rom bool) []ft.Step {
 		{Want: ft.SyncReq(), Reply: ft.SyncReplies(rom)},
 		{Want: ft.Req(loader.OpGetSecurityInfo, nil), Reply: [][]byte{reply(loader.OpGetSecurityInfo, 0, secInfo(chip.ESP32S3, 0))}},
 		ft.ReadReg(0x60007044, s3MACLo, rom),
+		ft.ReadReg(0x60007044, s3MACLo, rom),
+		ft.ReadReg(0x60007048, s3MACHi, rom),
 		ft.ReadReg(0x60007048, s3MACHi, rom),
 		ft.ReadReg(0x60007050, 2<<18, rom),
+		ft.ReadReg(0x60007050, 2<<18, rom),
 		ft.ReadReg(0x60007058, 0, rom),
+		ft.ReadReg(0x60007058, 0, rom),
+		ft.ReadReg(0x6000706C, 0, rom),
 		ft.ReadReg(0x6000706C, 0, rom),
 	}
 }
