@@ -16,6 +16,7 @@ import (
 	"fuseline/provisioning"
 	"fuseline/provisioning/sim"
 	"fuseline/provisioning/workspace"
+	"fuseline/reports/audit"
 	"fuseline/reports/evidence"
 )
 
@@ -119,5 +120,80 @@ func TestRunEfuseReadClearsBurnedBits(t *testing.T) {
 	}
 	if v, _ := e.b.V.Efuse().Get("ENABLE_SECURITY_DOWNLOAD"); v != 0 {
 		t.Error("the lockdown was burned after a read-back that could not be trusted")
+	}
+}
+
+// A WRITE_REG the line changed can burn bits no step means (issue 19 under
+// line noise: FLASH_PAGE_SIZE=2, a second XTS key purpose). The final
+// read-back holds the board to the run's before state and the plan's burns:
+// a bit outside them fails the run (FAIL [verify], the field named, no
+// lockdown) and is recorded in the audit log as stray, whether it appeared
+// during this run or during an earlier, interrupted one.
+func TestRunStrayEfuseBitsNotPass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		field  string
+		value  uint64
+		resume bool
+	}{
+		{"during the run", "FLASH_PAGE_SIZE", 2, false},
+		{"during an interrupted run", "KEY_PURPOSE_2", 4, true},
+		{"data in a key block no step burns", "BLOCK_KEY3", 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, chip.S3(), workspace.Options{})
+			stray := func() {
+				var b efuse.Batch
+				if tc.value == 0 {
+					b.SetBytes(tc.field, bytes.Repeat([]byte{0x5A}, 32))
+				} else {
+					b.Set(tc.field, tc.value)
+				}
+				if _, err := e.b.V.BurnEfuses(b); err != nil {
+					t.Error(err)
+				}
+			}
+			cfg := e.cfg()
+			if tc.resume {
+				ctx, cancel := context.WithCancel(ctxT(t))
+				defer cancel()
+				cfg.Progress = func(ev provisioning.Event) {
+					if ev.Step == provisioning.StepFlashKey && ev.Kind == provisioning.EventEnd {
+						cancel()
+					}
+				}
+				if _, err := provisioning.Run(ctx, e.b, cfg); err == nil {
+					t.Fatal("the first run went on after the stop")
+				}
+				stray()
+				cfg = e.cfg()
+				cfg.Now = func() time.Time { return time.Now().Add(time.Second) }
+			} else {
+				cfg.Progress = func(ev provisioning.Event) {
+					if ev.Step == provisioning.StepFlashKey && ev.Kind == provisioning.EventEnd {
+						stray()
+					}
+				}
+			}
+			res, err := provisioning.Run(ctxT(t), e.b, cfg)
+			if !errors.Is(err, provisioning.ErrVerify) || res.Verdict == evidence.PASS || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("run: %v, verdict %s; want FAIL [verify] naming %s", err, res.Verdict, tc.field)
+			}
+			if v, _ := e.b.V.Efuse().Get("ENABLE_SECURITY_DOWNLOAD"); v != 0 {
+				t.Error("the lockdown was burned on a board with stray bits")
+			}
+			var found bool
+			for _, r := range auditRecords(t, e.data) {
+				if r.Event == audit.EventEfuseStray && r.Result == audit.ResultFail && strings.Contains(r.Details["fields"], tc.field) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no %s audit record naming %s", audit.EventEfuseStray, tc.field)
+			}
+		})
 	}
 }

@@ -1402,6 +1402,22 @@ func (x *run) readback(ctx context.Context) error {
 		hidden = hidden && !r && allZero(data)
 	}
 	x.check(evidence.CheckKeyReadProtected, "the flash-encryption key block(s) read as zero with RD_DIS set", hidden, "a key block is readable")
+	stray, serr := x.strayBits(x.img)
+	if serr != nil {
+		return fmt.Errorf("%w: %w", ErrVerify, serr)
+	}
+	if len(stray) > 0 {
+		lockOK = false
+		why = "eFuse bits no step of the plan burns: " + strings.Join(stray, ", ")
+		x.check(evidence.CheckEfuseReadback, "final eFuse read-back holds only the before state and the plan's burns", false, why)
+		x.auditRec(audit.EventEfuseStray, audit.ResultFail, audit.Details{
+			"fields":  truncate(strings.Join(stray, ","), 256),
+			"seen_at": "final read-back",
+			// The bits appeared during one of these burns (this run's), or
+			// during an earlier run's of this board when none is listed.
+			"steps": truncate(strings.Join(x.res.Burned, ","), 256),
+		})
+	}
 	s, serr := x.snapshot(x.img, true)
 	if serr != nil {
 		return serr

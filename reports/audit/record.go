@@ -24,6 +24,7 @@ const (
 	EventIntake         Event = "intake"          // release intake result (manifest, hashes, signatures)
 	EventEfuseIntent    Event = "efuse.intent"    // an eFuse burn is about to start: written and fsynced before the irreversible step
 	EventEfuseBurn      Event = "efuse.burn"      // one eFuse field or key block burned and read back
+	EventEfuseStray     Event = "efuse.stray"     // eFuse bits the board shows that no step of the run's plan burns
 	EventRegionWritten  Event = "region.write"    // one flash region written
 	EventRegionVerified Event = "region.verify"   // one flash region verified (MD5, signatures)
 	EventLock           Event = "lock"            // lockdown eFuses burned
