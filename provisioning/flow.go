@@ -956,6 +956,11 @@ func (x *run) burn(ctx context.Context, name string) error {
 	}
 	s := p.Step(name)
 	phase := s.Phase
+	if s.Skip != "" {
+		// The step asks for nothing: there is nothing to read back either.
+		x.skip(phase, name, s.Skip)
+		return nil
+	}
 	if s.Done() {
 		x.skip(phase, name, "already burned: the board holds it")
 		x.check(evidence.CheckEfuseReadback+":"+name, "eFuses of step "+name+" read back as planned", true, "")
@@ -1364,6 +1369,37 @@ func (x *run) verify(ctx context.Context) error {
 	return nil
 }
 
+// checkDigestSlots records whether every unused Secure Boot digest slot
+// reads back revoked. A slot the recipe keeps open is a check not verified,
+// naming the recipe's choice, so the evidence never reads as if it were
+// closed. Chips without unused revocable slots get no check.
+func (x *run) checkDigestSlots() {
+	var unused, open, notRevoked []string
+	for _, d := range digestSlots(x.r) {
+		if d.State == SlotKey || d.State == SlotUnusedNoRevoke {
+			continue
+		}
+		unused = append(unused, fmt.Sprint(d.Slot))
+		if d.State == SlotOpen {
+			open = append(open, fmt.Sprint(d.Slot))
+		} else if v, err := x.img.Get(efuse.RevokeField(x.r.Chip.ID, d.Slot)); err != nil || v == 0 {
+			notRevoked = append(notRevoked, fmt.Sprint(d.Slot))
+		}
+	}
+	if len(unused) == 0 {
+		return
+	}
+	var because []string
+	if len(open) > 0 {
+		because = append(because, "the recipe keeps unused slot "+strings.Join(open, ", ")+" open (secure_boot.keep_unused_slots_open: true)")
+	}
+	if len(notRevoked) > 0 {
+		because = append(because, "slot "+strings.Join(notRevoked, ", ")+" does not read back revoked")
+	}
+	why := strings.Join(because, "; ")
+	x.check(evidence.CheckLockdown+":digest-slots", "every unused Secure Boot digest slot ("+strings.Join(unused, ", ")+") reads back revoked", why == "", why)
+}
+
 func resultOf(ok bool) audit.Result {
 	if ok {
 		return audit.ResultOK
@@ -1394,6 +1430,7 @@ func (x *run) readback(ctx context.Context) error {
 	}
 	lockOK := err == nil && len(pending) == 0
 	x.check(evidence.CheckLockdown, "final eFuse read-back holds the recipe's encryption, Secure Boot, lockdown, protections, revocations and secure version", lockOK, why)
+	x.checkDigestSlots()
 	hidden := true
 	for _, b := range x.plan.Assignment.FlashKey {
 		name := x.keyBlockName(b)

@@ -906,3 +906,111 @@ func TestRunStopsWithoutAuditLog(t *testing.T) {
 		}
 	}
 }
+
+// withoutRevokeLine rewrites e's recipe without its secure_boot.revoke
+// line (what an engineer who never heard of revocation writes), adding
+// extra lines under secure_boot, and reloads it.
+func (e *env) withoutRevokeLine(t *testing.T, extra string) {
+	t.Helper()
+	b, err := os.ReadFile(e.ws.RecipePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "revoke:") {
+			if extra != "" {
+				out = append(out, extra)
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if err := os.WriteFile(e.ws.RecipePath, []byte(strings.Join(out, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if e.r, err = recipe.Load(e.ws.RecipePath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunUnusedDigestSlots: with no revoke in the recipe every unused
+// Secure Boot digest slot is revoked; with keep_unused_slots_open they stay
+// open and the run says so (the step's reason, a check not verified), and
+// no step that burned nothing is reported as "already burned".
+func TestRunUnusedDigestSlots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("two whole runs")
+	}
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		extra   []string
+		revoked uint64
+		reason  string // the revoke step's skip reason; "" when it burned
+	}{
+		{"default", nil, 1, ""},
+		{"kept open", []string{"  keep_unused_slots_open: true"}, 0, "nothing to burn: the recipe keeps unused digest slot 1, 2 open (secure_boot.keep_unused_slots_open: true)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, chip.S3(), workspace.Options{})
+			e.withoutRevokeLine(t, strings.Join(tc.extra, "\n"))
+			cfg := e.cfg()
+			var skipped []provisioning.Event
+			cfg.Progress = func(ev provisioning.Event) {
+				if ev.Kind == provisioning.EventEnd && ev.Result == provisioning.ResultSkipped {
+					skipped = append(skipped, ev)
+				}
+			}
+			res, err := provisioning.Run(ctxT(t), e.b, cfg)
+			if err != nil || res.Verdict != evidence.PASS {
+				t.Fatalf("%v %+v", err, res)
+			}
+			phys := e.b.V.Efuse()
+			for _, f := range []string{"SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"} {
+				if v, _ := phys.Get(f); v != tc.revoked {
+					t.Errorf("%s = %d, want %d", f, v, tc.revoked)
+				}
+			}
+			if v, _ := phys.Get("SECURE_BOOT_KEY_REVOKE0"); v != 0 {
+				t.Error("the slot of the recipe's key was revoked")
+			}
+			var revokeReason string
+			for _, ev := range skipped {
+				if strings.Contains(ev.Message, "already burned") {
+					t.Errorf("blank board: step %s reported as %q", ev.Step, ev.Message)
+				}
+				if ev.Step == "revoke" {
+					revokeReason = ev.Message
+				}
+			}
+			if revokeReason != tc.reason {
+				t.Errorf("revoke step: skipped %q, want %q", revokeReason, tc.reason)
+			}
+			var stepErr string
+			for _, s := range res.Record.Steps {
+				if s.Name == "lock:revoke" {
+					stepErr = s.Error
+				}
+			}
+			if stepErr != tc.reason {
+				t.Errorf("evidence step lock:revoke says %q, want %q", stepErr, tc.reason)
+			}
+			var slots *evidence.Check
+			for i, c := range res.Record.Checks {
+				if c.Name == evidence.CheckLockdown+":digest-slots" {
+					slots = &res.Record.Checks[i]
+				}
+			}
+			switch {
+			case slots == nil:
+				t.Error("evidence has no digest-slot check")
+			case tc.revoked == 1 && !slots.Verified:
+				t.Errorf("digest-slot check not verified: %s", slots.Because)
+			case tc.revoked == 0 && (slots.Verified || !strings.Contains(slots.Because, "keep_unused_slots_open")):
+				t.Errorf("kept-open slots: check %+v", *slots)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
+	"strings"
 
 	"fuseline/esp/chip"
 	"fuseline/esp/efuse"
@@ -99,6 +100,10 @@ type BurnStep struct {
 	// Lockdown: the step ends register access (secure download mode or
 	// download disabled); the link drops when it is burned.
 	Lockdown bool `json:"lockdown,omitempty"`
+	// Skip says why the step asks for nothing at all ("" when it asks for
+	// something, done or not): what the recipe chose or the chip lacks, so
+	// a skipped step is never reported as "already burned".
+	Skip string `json:"skip,omitempty"`
 }
 
 // Done reports whether the board already holds everything the step asks for.
@@ -139,6 +144,48 @@ type Plan struct {
 	Assignment Assignment   `json:"assignment"`
 	Steps      []BurnStep   `json:"steps"`
 	Final      *efuse.Image `json:"-"` // the predicted read view after every step
+	// DigestSlots says what each of the chip's Secure Boot digest slots
+	// holds once the plan has run.
+	DigestSlots []DigestSlot `json:"digest_slots"`
+}
+
+// Digest slot states.
+const (
+	SlotKey     = "key"     // holds the digest of the recipe's key of the same index
+	SlotRevoked = "revoked" // unused and revoked
+	// SlotOpen: unused and not revoked, by the recipe's explicit
+	// keep_unused_slots_open; code on the chip could still burn a digest
+	// of its own there.
+	SlotOpen = "open"
+	// SlotUnusedNoRevoke: unused on a chip without revocation (none of the
+	// supported chips has such a slot: ESP32 has one slot, for key 0).
+	SlotUnusedNoRevoke = "unused"
+)
+
+// DigestSlot is one Secure Boot digest slot in a plan.
+type DigestSlot struct {
+	Slot  int    `json:"slot"`
+	State string `json:"state"` // SlotKey, SlotRevoked, SlotOpen or SlotUnusedNoRevoke
+}
+
+// digestSlots lists what every digest slot of the recipe's chip holds after
+// the run.
+func digestSlots(r *recipe.Recipe) []DigestSlot {
+	var out []DigestSlot
+	for s := range r.Chip.SecureBootDigests {
+		st := SlotKey
+		switch {
+		case s < len(r.SecureBoot.Keys):
+		case slices.Contains(r.SecureBoot.Revoke, s):
+			st = SlotRevoked
+		case efuse.RevokeField(r.Chip.ID, s) == "":
+			st = SlotUnusedNoRevoke
+		default:
+			st = SlotOpen
+		}
+		out = append(out, DigestSlot{Slot: s, State: st})
+	}
+	return out
 }
 
 // Step returns the named step, or nil.
@@ -206,7 +253,7 @@ func NewPlan(in PlanInput) (*Plan, error) {
 	if in.FlashKey != nil && len(in.FlashKey) != len(a.FlashKey) {
 		return nil, fmt.Errorf("provisioning: the device key has %d blocks, the scheme needs %d", len(in.FlashKey), len(a.FlashKey))
 	}
-	p := &Plan{Chip: r.Chip, ChipName: r.Chip.Arg(), Assignment: a}
+	p := &Plan{Chip: r.Chip, ChipName: r.Chip.Arg(), Assignment: a, DigestSlots: digestSlots(r)}
 	cur := st.Clone()
 	for _, s := range burnOrder {
 		step, next, err := c.step(s.name, s.phase, cur)
@@ -255,11 +302,9 @@ func (c *planner) checkBoard(st *efuse.Image) error {
 			return conflict("SECURE_VERSION", "the board records secure version %d, above the release's %d: it would refuse to boot this release", v, c.in.MinSecureVersion)
 		}
 	}
-	if c.id != chip.ESP32 {
-		for i := range c.r.SecureBoot.Digests {
-			if get(st, fmt.Sprintf("SECURE_BOOT_KEY_REVOKE%d", i)) != 0 {
-				return conflict(fmt.Sprintf("SECURE_BOOT_KEY_REVOKE%d", i), "digest slot %d is revoked, but recipe key %d needs it", i, i)
-			}
+	for i := range c.r.SecureBoot.Digests {
+		if f := efuse.RevokeField(c.id, i); f != "" && get(st, f) != 0 {
+			return conflict(f, "digest slot %d is revoked, but recipe key %d needs it", i, i)
 		}
 	}
 	return nil
@@ -531,7 +576,12 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 			b.Set("SECURE_BOOT_EN", 1)
 		}
 	case StepSBLockdown:
-		if c.id != chip.ESP32 && c.r.Lockdown.JTAG {
+		switch {
+		case !c.r.Lockdown.JTAG:
+			s.Skip = "nothing to burn: the recipe leaves JTAG on (lockdown.jtag: false)"
+		case c.id == chip.ESP32:
+			s.Skip = "nothing to burn: ESP32's JTAG_DISABLE is burned in " + StepFELockdown
+		default:
 			// 7: all three bits, so no later bit can make the count even
 			// (§6.9, this project's stricter choice).
 			b.Set("SOFT_DIS_JTAG", 7)
@@ -540,7 +590,10 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 		b.WriteProtect("RD_DIS")
 	case StepRevoke:
 		for _, slot := range c.r.SecureBoot.Revoke {
-			b.Set(fmt.Sprintf("SECURE_BOOT_KEY_REVOKE%d", slot), 1)
+			b.Set(efuse.RevokeField(c.id, slot), 1)
+		}
+		if len(c.r.SecureBoot.Revoke) == 0 {
+			s.Skip = c.noRevokeReason()
 		}
 	case StepSecureVersion:
 		v, err := cur.SecureVersion()
@@ -552,12 +605,17 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 			// goes down and no bit is asked to clear (§3.9).
 			b.Set("SECURE_VERSION", get(cur, "SECURE_VERSION")|efuse.SecureVersionBits(c.r.AntiRollback.Floor))
 		}
+		if c.r.AntiRollback.Floor == 0 {
+			s.Skip = "nothing to burn: the recipe's anti-rollback floor is 0"
+		}
 	case StepDownload:
 		switch c.r.Lockdown.Download {
 		case recipe.DownloadSecure:
 			b.Set(efuse.SecureDownloadField(c.id), 1)
 		case recipe.DownloadDisabled:
 			b.Set(efuse.DownloadDisableField(c.id), 1)
+		default:
+			s.Skip = "nothing to burn: the recipe leaves download mode on (lockdown.download: enabled)"
 		}
 	default:
 		return s, nil, fmt.Errorf("provisioning: unknown step %q", name)
@@ -588,6 +646,23 @@ func (c *planner) step(name string, phase Phase, cur *efuse.Image) (BurnStep, *e
 		return s, nil, err
 	}
 	return s, view, nil
+}
+
+// noRevokeReason says why the revoke step burns nothing.
+func (c *planner) noRevokeReason() string {
+	var open []string
+	for _, d := range digestSlots(c.r) {
+		if d.State == SlotOpen {
+			open = append(open, fmt.Sprint(d.Slot))
+		}
+	}
+	switch {
+	case len(open) > 0:
+		return fmt.Sprintf("nothing to burn: the recipe keeps unused digest slot %s open (secure_boot.keep_unused_slots_open: true)", strings.Join(open, ", "))
+	case efuse.RevokeField(c.id, 0) == "":
+		return fmt.Sprintf("nothing to burn: %v has %d digest slot and no key revocation", c.r.Chip.Name, c.r.Chip.SecureBootDigests)
+	}
+	return "nothing to burn: every digest slot holds a key of the recipe"
 }
 
 func (c *planner) burnReason(be *efuse.BurnError) string {

@@ -362,3 +362,84 @@ func TestPlanChangesHideTheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanUnusedDigestSlots: a recipe that says nothing about revocation
+// revokes every unused digest slot (ESP-IDF's host workflow, §6.9); only
+// keep_unused_slots_open leaves them open, and then the plan says so (the
+// step's reason, the slot table, a warning) instead of "already on the
+// board". ESP32 has one slot and nothing to revoke.
+func TestPlanUnusedDigestSlots(t *testing.T) {
+	t.Parallel()
+	const s3 = "chip: esp32s3\nrelease: {path: build}\nflash_encryption: {scheme: xts-aes-128}\n"
+	for _, tc := range []struct {
+		name    string
+		yaml    string
+		keys    int
+		id      chip.ID
+		revoked []string // SECURE_BOOT_KEY_REVOKEn fields the plan burns
+		slots   []string // DigestSlots states
+		plan    []string // lines the rendered plan holds
+		skip    string   // the revoke step's reason
+	}{
+		{"default revokes every unused slot", s3 + "secure_boot: {keys: [k1]}\n", 1, chip.ESP32S3,
+			[]string{"SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"}, []string{SlotKey, SlotRevoked, SlotRevoked},
+			[]string{"Secure Boot digest slots: 0 key 0; 1 revoked; 2 revoked", "SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"}, ""},
+		{"two keys", s3 + "secure_boot: {keys: [k1, k2]}\n", 2, chip.ESP32S3,
+			[]string{"SECURE_BOOT_KEY_REVOKE2"}, []string{SlotKey, SlotKey, SlotRevoked}, nil, ""},
+		{"opt-out", s3 + "secure_boot: {keys: [k1], keep_unused_slots_open: true}\n", 1, chip.ESP32S3,
+			nil, []string{SlotKey, SlotOpen, SlotOpen},
+			[]string{"Secure Boot digest slots: 0 key 0; 1 left open; 2 left open",
+				"WARNING: unused digest slot 1, 2 stays open (secure_boot.keep_unused_slots_open: true)",
+				"(nothing to burn: the recipe keeps unused digest slot 1, 2 open (secure_boot.keep_unused_slots_open: true))"},
+			"nothing to burn: the recipe keeps unused digest slot 1, 2 open (secure_boot.keep_unused_slots_open: true)"},
+		{"opt-out, one revoked", s3 + "secure_boot: {keys: [k1], revoke: [2], keep_unused_slots_open: true}\n", 1, chip.ESP32S3,
+			[]string{"SECURE_BOOT_KEY_REVOKE2"}, []string{SlotKey, SlotOpen, SlotRevoked},
+			[]string{"WARNING: unused digest slot 1 stays open"}, ""},
+		{"c3", strings.Replace(s3, "esp32s3", "esp32c3", 1) + "secure_boot: {keys: [k1]}\n", 1, chip.ESP32C3,
+			[]string{"SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"}, []string{SlotKey, SlotRevoked, SlotRevoked}, nil, ""},
+		{"esp32", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [k1]}\nflash_encryption: {scheme: aes-256-classic}\nlockdown: {download: disabled}\n", 1, chip.ESP32,
+			nil, []string{SlotKey},
+			[]string{"Secure Boot digest slots: 0 key 0\n", "(nothing to burn: ESP32 has 1 digest slot and no key revocation)"},
+			"nothing to burn: ESP32 has 1 digest slot and no key revocation"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := testRecipe(t, tc.yaml, tc.keys)
+			scheme := r.FlashEncryption.Scheme
+			p, err := NewPlan(PlanInput{Recipe: r, State: view(t, blank(t, tc.id)), FlashKey: keyBlocks(t, scheme, fixedKey(scheme)), MinSecureVersion: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := p.Step(StepRevoke)
+			var burned []string
+			for _, c := range s.Changes {
+				burned = append(burned, c.Field)
+			}
+			if !slices.Equal(burned, tc.revoked) {
+				t.Errorf("revoke burns %v, want %v", burned, tc.revoked)
+			}
+			if s.Skip != tc.skip {
+				t.Errorf("revoke step reason %q, want %q", s.Skip, tc.skip)
+			}
+			var states []string
+			for _, d := range p.DigestSlots {
+				states = append(states, d.State)
+			}
+			if !slices.Equal(states, tc.slots) {
+				t.Errorf("digest slots %v, want %v", states, tc.slots)
+			}
+			var out strings.Builder
+			if err := WritePlan(&out, &RunPlan{Chip: r.Chip.Arg(), Efuse: p}); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.plan {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("plan lacks %q:\n%s", want, out.String())
+				}
+			}
+			if strings.Contains(out.String(), "already on the board") {
+				t.Errorf("a blank board's plan says a step is already on the board:\n%s", out.String())
+			}
+		})
+	}
+}

@@ -27,6 +27,25 @@ func WritePlan(w io.Writer, p *RunPlan) error {
 		return strings.Join(s, ", ")
 	}
 	fmt.Fprintf(&b, "Key blocks: flash-encryption key → %s; Secure Boot digests → %s\n", names(e.Assignment.FlashKey), names(e.Assignment.Digests))
+	var slots []string
+	var open []string
+	for _, d := range e.DigestSlots {
+		what := d.State
+		if d.State == SlotKey {
+			what = fmt.Sprintf("key %d", d.Slot)
+		}
+		if d.State == SlotOpen {
+			what = "left open"
+			open = append(open, fmt.Sprint(d.Slot))
+		}
+		slots = append(slots, fmt.Sprintf("%d %s", d.Slot, what))
+	}
+	if len(slots) > 0 {
+		fmt.Fprintf(&b, "Secure Boot digest slots: %s\n", strings.Join(slots, "; "))
+	}
+	if len(open) > 0 {
+		fmt.Fprintf(&b, "WARNING: unused digest slot %s stays open (secure_boot.keep_unused_slots_open: true): code running on the chip could burn a key digest of its own there\n", strings.Join(open, ", "))
+	}
 	n := 0
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	burnSteps := func(phase Phase) {
@@ -35,6 +54,10 @@ func WritePlan(w io.Writer, p *RunPlan) error {
 				continue
 			}
 			n++
+			if s.Skip != "" {
+				fmt.Fprintf(tw, "%2d. %s\t%s\t(%s)\n", n, s.Phase, s.Name, s.Skip)
+				continue
+			}
 			if s.Done() {
 				fmt.Fprintf(tw, "%2d. %s\t%s\t(already on the board)\n", n, s.Phase, s.Name)
 				continue

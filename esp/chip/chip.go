@@ -189,6 +189,11 @@ type Chip struct {
 	EncryptedWriteAlign uint32
 	// KeyBlocks is the number of eFuse key blocks usable for keys/digests.
 	KeyBlocks int
+	// SecureBootDigests is the number of Secure Boot v2 key digest slots:
+	// 3 on S3/C3 (key blocks with purpose SECURE_BOOT_DIGEST0…2), 1 on
+	// ESP32 v3 (BLOCK2). Whether a slot can be revoked is an eFuse table
+	// fact (efuse.RevokeField).
+	SecureBootDigests int
 	// Coding is the key blocks' coding on a chip as shipped.
 	Coding Coding
 	// Efuse is the S3/C3 controller map; nil on classic ESP32.
@@ -287,6 +292,7 @@ func S3() Chip {
 		Encryptions:          []Encryption{XTSAES128, XTSAES256},
 		EncryptedWriteAlign:  16,
 		KeyBlocks:            6,
+		SecureBootDigests:    3,
 		Coding:               CodingRS,
 		Efuse:                s3c3Efuse(0x60007000, false),
 		MaxRevision:          99,
@@ -322,6 +328,7 @@ func C3() Chip {
 		Encryptions:          []Encryption{XTSAES128},
 		EncryptedWriteAlign:  16,
 		KeyBlocks:            6,
+		SecureBootDigests:    3,
 		Coding:               CodingRS,
 		Efuse:                s3c3Efuse(0x60008800, true),
 		MaxRevision:          199,
@@ -360,6 +367,7 @@ func ESP32V3() Chip {
 		Encryptions:          []Encryption{AES256Classic},
 		EncryptedWriteAlign:  32,
 		KeyBlocks:            3,
+		SecureBootDigests:    1,
 		Coding:               CodingNone,
 		ClassicEfuse: &ClassicEfuseRegs{
 			Base:       b,

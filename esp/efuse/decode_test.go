@@ -423,3 +423,27 @@ func TestClosesLoader(t *testing.T) {
 		}
 	}
 }
+
+// RevokeField names a table field for every digest slot of a chip that
+// can revoke, and nothing on ESP32 (one digest, no revocation).
+func TestRevokeField(t *testing.T) {
+	t.Parallel()
+	for _, c := range chip.All() {
+		for slot := -1; slot <= c.SecureBootDigests; slot++ {
+			name := RevokeField(c.ID, slot)
+			want := c.ID != chip.ESP32 && slot >= 0 && slot < c.SecureBootDigests
+			if (name != "") != want {
+				t.Errorf("%s slot %d: %q", c.Name, slot, name)
+				continue
+			}
+			if name != "" {
+				if _, err := FieldByName(c.ID, name); err != nil {
+					t.Errorf("%s slot %d: %v", c.Name, slot, err)
+				}
+			}
+		}
+	}
+	if RevokeField(chip.ID(0x7777), 0) != "" {
+		t.Error("an unknown chip names a revoke field")
+	}
+}

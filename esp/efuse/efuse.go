@@ -118,6 +118,9 @@ type layout struct {
 	// secureDownload is the BLOCK0 field that limits the ROM loader to
 	// secure download mode; "" on ESP32, which has no such mode.
 	secureDownload string
+	// revoke[i] is the field that revokes Secure Boot digest slot i; nil on
+	// ESP32, whose one digest (BLOCK2) cannot be revoked.
+	revoke []string
 }
 
 // layouts holds the three chip tables, built lazily: a table lookup sits on
@@ -142,9 +145,11 @@ func buildLayout(id chip.ID) (*layout, error) {
 	case chip.ESP32S3:
 		l.blocks, l.fields = s3c3Blocks(), esp32s3Fields()
 		postponed, l.downloadOff, l.secureDownload = s3c3Postponed(), "DIS_DOWNLOAD_MODE", "ENABLE_SECURITY_DOWNLOAD"
+		l.revoke = []string{"SECURE_BOOT_KEY_REVOKE0", "SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"}
 	case chip.ESP32C3:
 		l.blocks, l.fields = s3c3Blocks(), esp32c3Fields()
 		postponed, l.downloadOff, l.secureDownload = s3c3Postponed(), "DIS_DOWNLOAD_MODE", "ENABLE_SECURITY_DOWNLOAD"
+		l.revoke = []string{"SECURE_BOOT_KEY_REVOKE0", "SECURE_BOOT_KEY_REVOKE1", "SECURE_BOOT_KEY_REVOKE2"}
 	case chip.ESP32:
 		l.blocks, l.fields = esp32Blocks(), esp32Fields()
 		postponed, l.downloadOff = esp32Postponed(), "UART_DOWNLOAD_DIS"
@@ -217,6 +222,17 @@ func SecureDownloadField(id chip.ID) string {
 		return ""
 	}
 	return l.secureDownload
+}
+
+// RevokeField names the field that revokes Secure Boot digest slot slot
+// (SECURE_BOOT_KEY_REVOKEn on S3/C3). ESP32 has no revocation: it, a slot
+// the chip does not have and unknown chips give "".
+func RevokeField(id chip.ID, slot int) string {
+	l, err := layoutFor(id)
+	if err != nil || slot < 0 || slot >= len(l.revoke) {
+		return ""
+	}
+	return l.revoke[slot]
 }
 
 // ClosesLoader reports whether burning field (a name or alias) ends the ROM

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/efuse"
 	"fuseline/reports/audit"
 )
 
@@ -284,7 +285,7 @@ func (d *decoder) oneOf(n *yaml.Node, field string, choices ...string) (string, 
 }
 
 func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
-	var chipNode, schemeNode, floorNode, downloadNode, revokeNode *yaml.Node
+	var chipNode, schemeNode, floorNode, downloadNode, revokeNode, keepNode *yaml.Node
 	var keyNodes []*yaml.Node
 	schemeSet := false
 	seen := d.fields(n, "", map[string]func(*yaml.Node, string){
@@ -397,6 +398,12 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 							r.SecureBoot.Revoke = append(r.SecureBoot.Revoke, x)
 						}
 					})
+				},
+				"keep_unused_slots_open": func(v *yaml.Node, f string) {
+					keepNode = v
+					if x, ok := d.boolean(v, f); ok {
+						r.SecureBoot.KeepUnusedSlotsOpen = x
+					}
 				},
 			})
 			if _, ok := seen["keys"]; !ok {
@@ -538,12 +545,12 @@ func (d *decoder) recipe(n *yaml.Node, r *Recipe) {
 	if chipNode == nil {
 		return // the chip-dependent checks need a chip
 	}
-	d.validateForChip(r, chipNode, schemeNode, schemeSet, floorNode, downloadNode, revokeNode, keyNodes)
+	d.validateForChip(r, chipNode, schemeNode, schemeSet, floorNode, downloadNode, revokeNode, keepNode, keyNodes)
 }
 
 // validateForChip applies the rules that depend on the chip (§3.1, §3.6,
 // §6): schemes, key slots, lockdown fields and the anti-rollback width.
-func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, schemeSet bool, floorNode, downloadNode, revokeNode *yaml.Node, keyNodes []*yaml.Node) {
+func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, schemeSet bool, floorNode, downloadNode, revokeNode, keepNode *yaml.Node, keyNodes []*yaml.Node) {
 	c := r.Chip
 	at := func(n *yaml.Node) *yaml.Node {
 		if n == nil {
@@ -566,12 +573,10 @@ func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, sc
 		d.fail(at(floorNode), "anti_rollback.floor", "%d is above the %d versions the %v SECURE_VERSION field can count", r.AntiRollback.Floor, maxFloor, c.Name)
 	}
 	n := len(r.SecureBoot.Keys)
+	d.validateSlots(r, revokeNode, keepNode, chipNode)
 	if c.ID == chip.ESP32 {
 		if n > 1 {
 			d.fail(keyNodes[1], "secure_boot.keys", "ESP32 holds one Secure Boot v2 key digest (BLOCK2), got %d keys", n)
-		}
-		if len(r.SecureBoot.Revoke) > 0 {
-			d.fail(at(revokeNode), "secure_boot.revoke", "ESP32 has no key revocation")
 		}
 		if r.Lockdown.Download == DownloadSecure {
 			d.fail(at(downloadNode), "lockdown.download", "ESP32 has no secure download mode; use disabled or enabled")
@@ -580,13 +585,6 @@ func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, sc
 			d.fail(chipNode, "write_mode", "chip-encrypted writes on ESP32 need the flasher stub; use host-encrypted")
 		}
 	} else {
-		for i, s := range r.SecureBoot.Revoke {
-			if s < 0 || s > 2 {
-				d.fail(at(revokeNode), fmt.Sprintf("secure_boot.revoke[%d]", i), "digest slots are 0, 1 and 2, got %d", s)
-			} else if s < n {
-				d.fail(at(revokeNode), fmt.Sprintf("secure_boot.revoke[%d]", i), "slot %d holds key %d of this recipe; only unused slots (%d…2) can be revoked", s, s, n)
-			}
-		}
 		blocks := n + 1
 		if r.FlashEncryption.Scheme == chip.XTSAES256 {
 			blocks++
@@ -595,6 +593,63 @@ func (d *decoder) validateForChip(r *Recipe, chipNode, schemeNode *yaml.Node, sc
 			d.fail(chipNode, "secure_boot.keys", "%d key blocks needed, %v has %d", blocks, c.Name, c.KeyBlocks)
 		}
 	}
+}
+
+// validateSlots checks secure_boot.revoke and keep_unused_slots_open
+// against the chip's digest slots and settles SecureBoot.Revoke: every
+// unused slot (the host workflow's last Secure Boot step, §6.9), unless the
+// recipe opts out with keep_unused_slots_open, when revoke names the unused
+// slots still to revoke. A revoke list that leaves a slot open without the
+// opt-out is refused: a slot left open is a choice the recipe must state.
+func (d *decoder) validateSlots(r *Recipe, revokeNode, keepNode, chipNode *yaml.Node) {
+	c, sb := r.Chip, &r.SecureBoot
+	at := func(n *yaml.Node) *yaml.Node {
+		if n == nil {
+			return chipNode
+		}
+		return n
+	}
+	n := len(sb.Keys)
+	if efuse.RevokeField(c.ID, 0) == "" {
+		if len(sb.Revoke) > 0 {
+			d.fail(at(revokeNode), "secure_boot.revoke", "%v has no key revocation", c.Name)
+		}
+		if sb.KeepUnusedSlotsOpen {
+			d.fail(at(keepNode), "secure_boot.keep_unused_slots_open", "%v has %d digest slot and no key revocation: there is no unused slot to keep open", c.Name, c.SecureBootDigests)
+		}
+		sb.Revoke = nil
+		return
+	}
+	var unused []int
+	for s := n; s < c.SecureBootDigests; s++ {
+		unused = append(unused, s)
+	}
+	ok := true
+	for i, s := range sb.Revoke {
+		switch {
+		case s < 0 || s >= c.SecureBootDigests:
+			d.fail(at(revokeNode), fmt.Sprintf("secure_boot.revoke[%d]", i), "digest slots are 0…%d, got %d", c.SecureBootDigests-1, s)
+			ok = false
+		case s < n:
+			d.fail(at(revokeNode), fmt.Sprintf("secure_boot.revoke[%d]", i), "slot %d holds key %d of this recipe; only unused slots (%d…%d) can be revoked", s, s, n, c.SecureBootDigests-1)
+			ok = false
+		}
+	}
+	if !ok || sb.KeepUnusedSlotsOpen {
+		slices.Sort(sb.Revoke)
+		return
+	}
+	if revokeNode != nil && len(sb.Revoke) < len(unused) {
+		var open []string
+		for _, s := range unused {
+			if !slices.Contains(sb.Revoke, s) {
+				open = append(open, strconv.Itoa(s))
+			}
+		}
+		d.fail(at(revokeNode), "secure_boot.revoke", "leaves unused slot %s open; every unused slot is revoked by default (leave revoke out), or state keep_unused_slots_open: true to keep the slots revoke does not name open", strings.Join(open, ", "))
+		return
+	}
+	sb.Revoke = unused
 }
 
 // subdeviceName is the manifest's rule for a sub-device name (package

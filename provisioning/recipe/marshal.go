@@ -37,8 +37,9 @@ type fileRelease struct {
 }
 
 type fileSB struct {
-	Keys   []string `yaml:"keys"`
-	Revoke []int    `yaml:"revoke,flow"`
+	Keys                []string `yaml:"keys"`
+	Revoke              []int    `yaml:"revoke,flow"`
+	KeepUnusedSlotsOpen bool     `yaml:"keep_unused_slots_open"`
 }
 
 type fileFE struct {
@@ -91,7 +92,7 @@ func (r *Recipe) Marshal() ([]byte, error) {
 			Path: r.Release.Path.Path, Format: string(r.Release.Format),
 			Trust: paths(r.Release.Trust), CRLs: paths(r.Release.CRLs), Signers: r.Release.Signers,
 		},
-		SecureBoot:      fileSB{Keys: paths(r.SecureBoot.Keys), Revoke: r.SecureBoot.Revoke},
+		SecureBoot:      fileSB{Keys: paths(r.SecureBoot.Keys), Revoke: r.SecureBoot.Revoke, KeepUnusedSlotsOpen: r.SecureBoot.KeepUnusedSlotsOpen},
 		FlashEncryption: fileFE{Scheme: r.FlashEncryption.Scheme.String(), Mode: r.FlashEncryption.Mode},
 		AntiRollback:    fileAR{Floor: r.AntiRollback.Floor},
 		Lockdown: fileLockdown{

@@ -25,7 +25,8 @@
 //	  signers: []            # signed releases: accepted signer names (CN or DN)
 //	secure_boot:
 //	  keys: [sb0.pub.pem, sb1.pub.pem]   # 1 to 3 RSA-3072 public keys, digest slot = position
-//	  revoke: [2]                        # unused digest slots to revoke
+//	  revoke: [2]                        # unused digest slots to revoke; default: every unused slot (ESP32: none, it cannot revoke)
+//	  keep_unused_slots_open: false      # true: unused slots revoke does not name stay open (shown in plan and evidence)
 //	flash_encryption:
 //	  scheme: xts-aes-128    # xts-aes-128 | xts-aes-256 (S3) | aes-256-classic (ESP32)
 //	  mode: release
@@ -51,6 +52,18 @@
 //	  motor:                 # the manifest's device name ([a-z0-9._-], up to 32)
 //	    link: tcp://10.0.0.7:4000   # tcp://HOST:PORT (a served port) or virtual:NAME (a station virtual board)
 //	    chip: esp32c3        # the sub-device's chip, in download mode on that link
+//
+// Unused Secure Boot digest slots (S3/C3 have three, one per recipe key) are
+// revoked by default, as the last Secure Boot step of ESP-IDF's host-based
+// workflow does: a slot left open lets code on the chip burn a digest of
+// its own key there later. keep_unused_slots_open: true is the explicit
+// opt-out (for a key to be added in the field); revoke then names the
+// unused slots still to revoke, and a revoke list that leaves a slot open
+// without it is refused. The plan and the evidence name every slot left
+// open. An ESP-IDF app built without CONFIG_SECURE_BOOT_ALLOW_UNUSED_DIGEST_SLOTS
+// revokes open slots itself on its first boot (esp-security-facts.md §4.4).
+// ESP32 v3 has one digest (BLOCK2) and no revocation: both keys are refused
+// there.
 package recipe
 
 import (
@@ -58,6 +71,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,8 +151,16 @@ type Release struct {
 // SecureBoot holds the Secure Boot v2 keys (digest slot i holds key i) and
 // the unused slots to revoke.
 type SecureBoot struct {
-	Keys   []Ref
+	Keys []Ref
+	// Revoke lists the unused digest slots the run revokes, in order. Parse
+	// fills in every unused slot of the chip (none on ESP32, which cannot
+	// revoke) unless KeepUnusedSlotsOpen, when it is the file's revoke list.
 	Revoke []int
+	// KeepUnusedSlotsOpen is the recipe's explicit opt-out
+	// (keep_unused_slots_open: true): the unused slots Revoke does not name
+	// stay open, so code running on the chip could still burn a digest of
+	// its own there. Plans and evidence show those slots (OpenSlots).
+	KeepUnusedSlotsOpen bool
 
 	// Filled in by Load.
 	PublicKeys []*rsa.PublicKey
@@ -273,6 +295,22 @@ func defaults() Recipe {
 		WriteMode: HostEncrypted,
 		Verify:    Verify{MD5: true, DecryptAndVerify: true, BootCheck: true, BootTimeout: DefaultBootTimeout},
 	}
+}
+
+// OpenSlots lists the Secure Boot digest slots the recipe leaves unused and
+// unrevoked (only with KeepUnusedSlotsOpen; never on ESP32, which has one
+// slot and no revocation).
+func (r *Recipe) OpenSlots() []int {
+	var open []int
+	if !r.SecureBoot.KeepUnusedSlotsOpen {
+		return nil
+	}
+	for s := len(r.SecureBoot.Keys); s < r.Chip.SecureBootDigests; s++ {
+		if !slices.Contains(r.SecureBoot.Revoke, s) {
+			open = append(open, s)
+		}
+	}
+	return open
 }
 
 // SHA256Hex is the recipe hash as lower-case hex.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,8 +99,13 @@ func TestParseErrors(t *testing.T) {
 		{"no keys", strings.Replace(base, "[key1.pub.pem]", "[]", 1), []string{"r.yaml:5:9: secure_boot.keys: want 1 to 3 public keys, got 0"}},
 		{"revoke used slot", base + "  revoke: [0]\n", nil}, // indentation puts revoke under flash_encryption
 		{"revoke used slot 2", strings.Replace(base, "[key1.pub.pem]", "[a, b]\n  revoke: [1, 2]", 1), []string{"secure_boot.revoke[0]: slot 1 holds key 1 of this recipe"}},
-		{"revoke bad slot", strings.Replace(base, "[key1.pub.pem]", "[a]\n  revoke: [3]", 1), []string{"secure_boot.revoke[0]: digest slots are 0, 1 and 2, got 3"}},
+		{"revoke bad slot", strings.Replace(base, "[key1.pub.pem]", "[a]\n  revoke: [3]", 1), []string{"secure_boot.revoke[0]: digest slots are 0…2, got 3"}},
 		{"revoke twice", strings.Replace(base, "[key1.pub.pem]", "[a]\n  revoke: [2, 2]", 1), []string{"r.yaml:6:15: secure_boot.revoke[1]: slot 2 is listed twice"}},
+		{"revoke leaves a slot open", strings.Replace(base, "[key1.pub.pem]", "[a]\n  revoke: [2]", 1), []string{"r.yaml:6:11: secure_boot.revoke: leaves unused slot 1 open; every unused slot is revoked by default"}},
+		{"revoke nothing without the opt-out", strings.Replace(base, "[key1.pub.pem]", "[a]\n  revoke: []", 1), []string{"secure_boot.revoke: leaves unused slot 1, 2 open"}},
+		{"opt-out is a bool", strings.Replace(base, "[key1.pub.pem]", "[a]\n  keep_unused_slots_open: yes", 1), []string{`r.yaml:6:27: secure_boot.keep_unused_slots_open: want true or false, got the string "yes"`}},
+		{"esp32 revoke", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [k], revoke: [1]}\nflash_encryption: {scheme: aes-256-classic}\nlockdown: {download: disabled}\n", []string{"r.yaml:3:34: secure_boot.revoke: ESP32 has no key revocation"}},
+		{"esp32 keep slots open", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [k], keep_unused_slots_open: true}\nflash_encryption: {scheme: aes-256-classic}\nlockdown: {download: disabled}\n", []string{"r.yaml:3:50: secure_boot.keep_unused_slots_open: ESP32 has 1 digest slot and no key revocation"}},
 		{"floor too high", base + "anti_rollback: {floor: 17}\n", []string{"r.yaml:8:24: anti_rollback.floor: 17 is above the 16 versions"}},
 		{"floor negative", base + "anti_rollback: {floor: -1}\n", []string{"anti_rollback.floor: a secure version cannot be negative"}},
 		{"floor string", base + "anti_rollback: {floor: two}\n", []string{`r.yaml:8:24: anti_rollback.floor: want a whole number, got the string "two"`}},
@@ -314,4 +320,52 @@ func FuzzParse(f *testing.F) {
 		}
 		mustRoundTrip(t, r)
 	})
+}
+
+// TestRevokeDefault: every unused digest slot is revoked unless the recipe
+// says keep_unused_slots_open, and what stays open is stated (OpenSlots),
+// on each chip from its own slot count.
+func TestRevokeDefault(t *testing.T) {
+	t.Parallel()
+	s3 := func(sb string) string {
+		return "chip: esp32s3\nrelease: {path: b}\nsecure_boot: " + sb + "\nflash_encryption: {scheme: xts-aes-128}\n"
+	}
+	for _, tc := range []struct {
+		name         string
+		yaml         string
+		revoke, open []int
+	}{
+		{"one key", s3("{keys: [a]}"), []int{1, 2}, nil},
+		{"two keys", s3("{keys: [a, b]}"), []int{2}, nil},
+		{"three keys", s3("{keys: [a, b, c]}"), nil, nil},
+		{"all unused listed", s3("{keys: [a], revoke: [2, 1]}"), []int{1, 2}, nil},
+		{"opt-out", s3("{keys: [a], keep_unused_slots_open: true}"), nil, []int{1, 2}},
+		{"opt-out, one revoked", s3("{keys: [a], revoke: [2], keep_unused_slots_open: true}"), []int{2}, []int{1}},
+		{"opt-out false", s3("{keys: [a], keep_unused_slots_open: false}"), []int{1, 2}, nil},
+		{"c3", "chip: esp32c3\nrelease: {path: b}\nsecure_boot: {keys: [a]}\nflash_encryption: {scheme: xts-aes-128}\n", []int{1, 2}, nil},
+		{"esp32: one slot, no revocation", "chip: esp32\nrelease: {path: b}\nsecure_boot: {keys: [a]}\nflash_encryption: {scheme: aes-256-classic}\nlockdown: {download: disabled}\n", nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := Parse("r.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(r.SecureBoot.Revoke, tc.revoke) || !slices.Equal(r.OpenSlots(), tc.open) {
+				t.Errorf("revoke %v, open %v; want %v, %v", r.SecureBoot.Revoke, r.OpenSlots(), tc.revoke, tc.open)
+			}
+			mustRoundTrip(t, r)
+			b, err := r.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			r2, err := Parse("r2.yaml", b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(r2.OpenSlots(), tc.open) || r2.SecureBoot.KeepUnusedSlotsOpen != r.SecureBoot.KeepUnusedSlotsOpen {
+				t.Errorf("written and read back: open %v, want %v", r2.OpenSlots(), tc.open)
+			}
+		})
+	}
 }

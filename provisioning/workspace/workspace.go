@@ -25,6 +25,7 @@ import (
 	"strings"
 
 	"fuseline/esp/chip"
+	"fuseline/esp/efuse"
 	"fuseline/esp/image"
 	"fuseline/esp/partition"
 	"fuseline/esp/secureboot"
@@ -69,10 +70,13 @@ type RecipeOptions struct {
 	WriteMode recipe.WriteMode     // "" → host-encrypted
 	Floor     int                  // anti-rollback floor
 	Download  recipe.Download      // "" → secure (ESP32: disabled)
-	Revoke    []int                // nil: every unused slot
+	Revoke    []int                // nil: every unused slot (with KeepUnusedSlotsOpen: none)
 	BootCheck *bool                // nil: true
 	Extra     string               // YAML appended verbatim (tests)
 	Format    recipe.ReleaseFormat // "" → esp-idf
+	// KeepUnusedSlotsOpen writes keep_unused_slots_open: true: the unused
+	// digest slots Revoke does not name stay open.
+	KeepUnusedSlotsOpen bool
 }
 
 // Workspace is what Create made.
@@ -306,8 +310,9 @@ func (w *Workspace) writeRecipe(c chip.Chip, o Options) error {
 		format = recipe.FormatESPIDF
 	}
 	revoke := ro.Revoke
-	if revoke == nil && c.ID != chip.ESP32 {
-		for s := len(w.Keys); s < 3; s++ {
+	if revoke == nil && !ro.KeepUnusedSlotsOpen {
+		// Spelled out (the recipe's default), so the demo recipe shows it.
+		for s := len(w.Keys); s < c.SecureBootDigests && efuse.RevokeField(c.ID, s) != ""; s++ {
 			revoke = append(revoke, s)
 		}
 	}
@@ -332,6 +337,9 @@ func (w *Workspace) writeRecipe(c chip.Chip, o Options) error {
 	fmt.Fprintf(&b, "version: 1\nname: %s\nchip: %s\n", name, c.Arg())
 	fmt.Fprintf(&b, "release:\n  path: %s\n  format: %s\n", ReleaseDir, format)
 	fmt.Fprintf(&b, "secure_boot:\n  keys: [%s]\n  revoke: [%s]\n", strings.Join(keys, ", "), strings.Join(rv, ", "))
+	if ro.KeepUnusedSlotsOpen {
+		b.WriteString("  keep_unused_slots_open: true\n")
+	}
 	fmt.Fprintf(&b, "flash_encryption:\n  scheme: %s\n  mode: release\n", scheme)
 	fmt.Fprintf(&b, "anti_rollback:\n  floor: %d\n", ro.Floor)
 	fmt.Fprintf(&b, "lockdown:\n  jtag: true\n  direct_boot: true\n  download_caches: true\n  manual_encryption: true\n  download: %s\n", download)
