@@ -219,7 +219,12 @@ func (s *Session) BurnBlocks(ctx context.Context, progs []BlockProgram) error {
 	return nil
 }
 
-// lockedOut reports an error that a just-burned lockdown explains.
+// lockedOut reports an error that a just-burned lockdown explains. Two ROM
+// behaviours are known at that reload: the S3/C3 ROM makes a software
+// reset instead of answering it (no answer, its reset banner: ErrChipReset
+// with ErrLinkLost, or a plain timeout when the banner is lost), and a
+// loader that answers it but refuses the next register access ("invalid
+// command", ErrUnsupported or status 0x05).
 func lockedOut(err error) bool {
 	return errors.Is(err, ErrLinkLost) || errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnsupported) ||
 		errors.Is(err, loader.ErrCodeBadMessage)

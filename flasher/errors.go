@@ -41,6 +41,11 @@ var (
 	// kept reading back other than written, so the line is changing the
 	// writes; the eFuse program they were for was not started.
 	ErrWriteNotTaken = errors.New("flasher: register writes not taken as sent")
+	// ErrChipReset: a ROM reset banner arrived instead of the answer (the
+	// chip restarted; the ROM loader of S3/C3 does so when a reload loads
+	// its lockdown eFuses, chip.LockdownResetsLoader). It comes wrapped
+	// with ErrLinkLost: the session is over.
+	ErrChipReset = errors.New("flasher: the chip reset instead of answering")
 	// ErrLinkClosedByLockdown: burning a lockdown eFuse (secure download
 	// mode, download disabled) cut the loader off during the reload, as the
 	// real ROM does. It is the expected outcome of that burn (§1.6).

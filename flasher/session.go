@@ -184,18 +184,20 @@ const ohai = "OHAI"
 // stale and damaged frames, at most 100) or timeout passes.
 func (s *Session) awaitResponse(ctx context.Context, op loader.Op, timeout time.Duration) (loader.Response, error) {
 	deadline := time.Now().Add(timeout)
+	var text []byte // bytes outside frames: a reset banner says the chip restarted
 	for i := 0; i < maxFramesPerReply; i++ {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return loader.Response{}, timeoutErr(ctx)
+			return loader.Response{}, s.noAnswer(ctx, op, text, timeoutErr(ctx))
 		}
-		f, _, err := s.w.next(ctx, left)
+		f, junk, err := s.w.next(ctx, left)
+		text = append(text, junk...)
 		if errors.Is(err, errCorrupt) {
 			s.log.Debug("flasher: damaged frame skipped", "op", op, "err", err)
 			continue
 		}
 		if err != nil {
-			return loader.Response{}, err
+			return loader.Response{}, s.noAnswer(ctx, op, text, err)
 		}
 		if string(f) == ohai {
 			s.sawOHAI = true
@@ -218,6 +220,18 @@ func (s *Session) awaitResponse(ctx context.Context, op loader.Op, timeout time.
 		}
 	}
 	return loader.Response{}, fmt.Errorf("%w: no %v answer in %d frames", ErrTimeout, op, maxFramesPerReply)
+}
+
+// noAnswer is the error for a command whose answer never came: a chip
+// that printed its ROM reset banner meanwhile has restarted (ErrChipReset,
+// as ErrLinkLost: not worth a retry; the S3/C3 ROM does this when a reload
+// loads DIS_DOWNLOAD_MODE or ENABLE_SECURITY_DOWNLOAD), else err.
+func (s *Session) noAnswer(ctx context.Context, op loader.Op, text []byte, err error) error {
+	if ctx.Err() == nil && errors.Is(err, ErrTimeout) && loader.ResetBanner(text) {
+		s.log.Debug("flasher: the chip reset instead of answering", "op", op)
+		return fmt.Errorf("%w: %w", ErrLinkLost, ErrChipReset)
+	}
+	return err
 }
 
 // exchange sends one request and waits for its response.

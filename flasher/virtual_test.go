@@ -466,3 +466,77 @@ func TestVirtualNoisyEfuseRead(t *testing.T) {
 		})
 	}
 }
+
+// TestVirtualLockdownBurn burns the download lockdown through the virtual
+// ROM, which resets instead of answering the reload that loads it (the
+// silicon behaviour, chip.LockdownResetsLoader): the flasher reports
+// ErrLinkClosedByLockdown, not a failed burn, with the chip's reset named
+// and without retrying the lost command, and a new session finds secure
+// download mode (or no loader at all after DIS_DOWNLOAD_MODE). The older
+// behaviour (an answered reload, then "invalid command") is the fake
+// chip's "lockdown cuts the link" case.
+func TestVirtualLockdownBurn(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		c     chip.Chip
+		field string
+	}{
+		{chip.S3(), "ENABLE_SECURITY_DOWNLOAD"},
+		{chip.C3(), "ENABLE_SECURITY_DOWNLOAD"},
+		{chip.C3(), "DIS_DOWNLOAD_MODE"},
+	} {
+		t.Run(tc.c.Name+"/"+tc.field, func(t *testing.T) {
+			t.Parallel()
+			b, p := newBoard(t, virtual.Config{Chip: tc.c})
+			ctx := ctxT(t)
+			s, err := flasher.Connect(ctx, p, b, flasher.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := s.ReadEfuses(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var batch efuse.Batch
+			batch.Set(tc.field, 1)
+			plan, err := efuse.NewPlan(img, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var progs []flasher.BlockProgram
+			for _, pr := range plan.Programs {
+				bp := flasher.ProgramFrom(pr, len(img.Blocks[pr.Block]))
+				bp.Lockdown = true
+				progs = append(progs, bp)
+			}
+			start := time.Now()
+			err = s.BurnBlocks(ctx, progs)
+			took := time.Since(start)
+			if !errors.Is(err, flasher.ErrLinkClosedByLockdown) {
+				t.Fatalf("burn: %v", err)
+			}
+			if took > flasher.DefaultTimeout+time.Second {
+				t.Errorf("the lockdown burn took %v: the flasher retried a command after the chip's reset banner", took)
+			}
+			if !errors.Is(err, flasher.ErrChipReset) {
+				t.Errorf("burn: %v, want the chip reset named", err)
+			}
+			if v, _ := b.Efuse().Get(tc.field); v != 1 {
+				t.Fatalf("%s not burned", tc.field)
+			}
+			s2, err := flasher.Connect(ctx, p, b, flasher.Config{Chip: tc.c.Arg()})
+			if tc.field == "DIS_DOWNLOAD_MODE" {
+				if err == nil {
+					t.Fatalf("a loader answered after DIS_DOWNLOAD_MODE: %+v", s2.Info())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !s2.Info().SecureDownload {
+				t.Fatalf("reconnected: %+v, want secure download mode", s2.Info())
+			}
+		})
+	}
+}

@@ -173,6 +173,17 @@ type Chip struct {
 	HasSecurityInfo bool
 	// SecureDownload says the chip has the ENABLE_SECURITY_DOWNLOAD eFuse.
 	SecureDownload bool
+	// LockdownResetsLoader says the ROM loader checks DIS_DOWNLOAD_MODE and
+	// ENABLE_SECURITY_DOWNLOAD after every command, before its reply (seven
+	// times over, against glitching), and on finding either set makes a
+	// software reset instead of replying: C3 ECO3 ROM, UartDwnLdProc calls
+	// check_condCOUNTER before SendMsg and before RcvMsg (the S3 ROM has the
+	// same handlers). The command whose eFuse reload loads the lockdown so
+	// gets no reply, and the chip comes back (straps latched) in secure
+	// download mode or without a loader. espefuse's burn of
+	// ENABLE_SECURITY_DOWNLOAD relies on it: it catches the lost reply and
+	// reconnects.
+	LockdownResetsLoader bool
 	// BootloaderOffset is where the second-stage bootloader lives in flash.
 	BootloaderOffset uint32
 	// PartitionTableOffset is the default partition table offset.
@@ -287,6 +298,7 @@ func S3() Chip {
 		MagicValues:          []uint32{0x00000009},
 		HasSecurityInfo:      true,
 		SecureDownload:       true,
+		LockdownResetsLoader: true,
 		BootloaderOffset:     0x0,
 		PartitionTableOffset: 0x8000,
 		Encryptions:          []Encryption{XTSAES128, XTSAES256},
@@ -323,6 +335,7 @@ func C3() Chip {
 		MagicValues:          []uint32{0x6921506F, 0x1B31506F, 0x4881606F, 0x4361606F},
 		HasSecurityInfo:      true,
 		SecureDownload:       true,
+		LockdownResetsLoader: true,
 		BootloaderOffset:     0x0,
 		PartitionTableOffset: 0x8000,
 		Encryptions:          []Encryption{XTSAES128},

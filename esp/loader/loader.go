@@ -11,6 +11,7 @@
 package loader
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 )
@@ -266,3 +267,12 @@ func SyncPayload() []byte {
 
 // SyncReplies is how many response frames a loader sends for one SYNC.
 const SyncReplies = 8
+
+// ResetBanner reports whether text (bytes a host read outside frames)
+// holds the line every ROM prints when the chip leaves reset,
+// "rst:0x<reason> (<name>),boot:0x<strap> (<mode>)" (§3.4). A loader that
+// printed it has restarted: whatever it was answering is gone.
+func ResetBanner(text []byte) bool {
+	i := bytes.Index(text, []byte("rst:0x"))
+	return i >= 0 && bytes.Contains(text[i:], []byte(",boot:0x"))
+}

@@ -496,3 +496,21 @@ func parsePayload(t *testing.T, op Op, d []byte, checkErr func(error)) {
 		checkErr(err)
 	}
 }
+
+func TestResetBanner(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		text string
+		want bool
+	}{
+		{"ESP-ROM:esp32s3-20210327\r\nBuild:Mar 27 2021\r\nrst:0x3 (RTC_SW_SYS_RST),boot:0x0 (DOWNLOAD(USB/UART0))\r\nSaved PC:0x40041a76\r\nwaiting for download\r\n", true},
+		{"ets Jul 29 2019 12:21:46\r\n\r\nrst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n", true},
+		{"\x00\xff noise rst:", false},
+		{"I (123) boot: rst:0x is not a banner without the boot field", false},
+		{"", false},
+	} {
+		if got := ResetBanner([]byte(tc.text)); got != tc.want {
+			t.Errorf("ResetBanner(%q) = %v", tc.text, got)
+		}
+	}
+}
