@@ -239,9 +239,9 @@ func (s *Session) burnBlock(ctx context.Context, p BlockProgram, words int) erro
 		var failed bool
 		var err error
 		if s.info.Chip.Efuse != nil {
-			errRegs, failed, err = s.burnS3C3(ctx, p.Block, want, p.Check)
+			errRegs, failed, err = s.burnS3C3(ctx, p.Block, want, p.Check, p.Lockdown)
 		} else {
-			errRegs, failed, err = s.burnClassic(ctx, p.Block, want)
+			errRegs, failed, err = s.burnClassic(ctx, p.Block, want, p.Lockdown)
 		}
 		if err != nil {
 			return &EfuseBurnError{Block: p.Block, Attempts: attempt, Err: err}
@@ -351,7 +351,7 @@ func (s *Session) setFields(ctx context.Context, fields ...field) error {
 // operation can be running (after PGM and after each READ; writing the
 // data registers starts nothing). On a line every round trip costs the USB
 // adapter's latency, a millisecond or more each way.
-func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check [3]uint32) (errRegs []uint32, failed bool, err error) {
+func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check [3]uint32, lockdown bool) (errRegs []uint32, failed bool, err error) {
 	r := s.info.Chip.Efuse
 	idle := func() error { return s.waitIdle(ctx, r.Cmd, 0x3) }
 	// 1. Timing for a 40 MHz crystal (espefuse's read-modify-writes).
@@ -396,7 +396,9 @@ func (s *Session) burnS3C3(ctx context.Context, block int, want []uint32, check 
 	for i := 0; i < efuseReloads; i++ {
 		recs = append(recs, full(r.Conf, chip.EfuseOpRead), full(r.Cmd, chip.EfuseCmdRead),
 			loader.RegWrite{Addr: s.info.Chip.UARTDateReg, DelayUS: efuseReloadDelay})
-		if err := s.WriteRegs(ctx, recs...); err != nil {
+		// The first reload loads what was just burned: after a lockdown
+		// burn no loader answers it.
+		if err := s.writeRegs(ctx, lockdown && i == 0, recs...); err != nil {
 			return nil, false, err
 		}
 		recs = nil
@@ -529,7 +531,7 @@ func (s *Session) rsErrors(ctx context.Context, block int) (count, fail uint32, 
 	return count, fail, nil
 }
 
-func (s *Session) burnClassic(ctx context.Context, block int, want []uint32) (errRegs []uint32, failed bool, err error) {
+func (s *Session) burnClassic(ctx context.Context, block int, want []uint32, lockdown bool) (errRegs []uint32, failed bool, err error) {
 	r := s.info.Chip.ClassicEfuse
 	recs := make([]loader.RegWrite, len(want))
 	for i, v := range want {
@@ -551,7 +553,7 @@ func (s *Session) burnClassic(ctx context.Context, block int, want []uint32) (er
 	}
 	for i := 0; i < efuseReloads; i++ {
 		// Idle here: the program, or the last reload, was waited for.
-		if err := s.WriteRegs(ctx, full(r.Conf, chip.EfuseOpRead), full(r.Cmd, chip.EfuseCmdRead)); err != nil {
+		if err := s.writeRegs(ctx, lockdown && i == 0, full(r.Conf, chip.EfuseOpRead), full(r.Cmd, chip.EfuseCmdRead)); err != nil {
 			return nil, false, err
 		}
 		if err := s.waitIdle(ctx, r.Cmd, 0xFFFFFFFF); err != nil {

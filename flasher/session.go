@@ -345,6 +345,14 @@ func (s *Session) WriteRegDelay(ctx context.Context, addr, value, mask, delayAft
 // WriteRegs sends several WRITE_REG records in one command; the loader
 // applies them in order, each after its own delay.
 func (s *Session) WriteRegs(ctx context.Context, recs ...loader.RegWrite) error {
+	return s.writeRegs(ctx, false, recs...)
+}
+
+// writeRegs is WriteRegs; once sends the command a single time even where
+// a lost answer would be worth a retry: the reload that loads a lockdown
+// eFuse is answered by no loader (the S3/C3 ROM resets instead, and at a
+// raised baud rate its banner arrives as noise), so a retry only waits.
+func (s *Session) writeRegs(ctx context.Context, once bool, recs ...loader.RegWrite) error {
 	if err := s.needRegs(); err != nil {
 		return err
 	}
@@ -355,7 +363,14 @@ func (s *Session) WriteRegs(ctx context.Context, recs ...loader.RegWrite) error 
 	for _, r := range recs {
 		delay += time.Duration(r.DelayUS) * time.Microsecond
 	}
-	if err := s.simple(ctx, loader.OpWriteReg, loader.EncodeWriteReg(recs...), DefaultTimeout+delay); err != nil {
+	req := loader.Request{Op: loader.OpWriteReg, Data: loader.EncodeWriteReg(recs...)}
+	var err error
+	if once {
+		_, _, err = s.commandOnce(ctx, req, 0, DefaultTimeout+delay)
+	} else {
+		_, _, err = s.command(ctx, req, 0, DefaultTimeout+delay)
+	}
+	if err != nil {
 		return fmt.Errorf("flasher: write register 0x%08x (%d records): %w", recs[0].Addr, len(recs), err)
 	}
 	return nil

@@ -480,18 +480,25 @@ func TestVirtualLockdownBurn(t *testing.T) {
 	for _, tc := range []struct {
 		c     chip.Chip
 		field string
+		baud  int // raised after connecting: the ROM's reset banner then comes at 115200 and is lost
 	}{
-		{chip.S3(), "ENABLE_SECURITY_DOWNLOAD"},
-		{chip.C3(), "ENABLE_SECURITY_DOWNLOAD"},
-		{chip.C3(), "DIS_DOWNLOAD_MODE"},
+		{chip.S3(), "ENABLE_SECURITY_DOWNLOAD", 0},
+		{chip.C3(), "ENABLE_SECURITY_DOWNLOAD", 0},
+		{chip.C3(), "DIS_DOWNLOAD_MODE", 0},
+		{chip.S3(), "ENABLE_SECURITY_DOWNLOAD", 921600},
 	} {
-		t.Run(tc.c.Name+"/"+tc.field, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%s/%d", tc.c.Name, tc.field, tc.baud), func(t *testing.T) {
 			t.Parallel()
 			b, p := newBoard(t, virtual.Config{Chip: tc.c})
 			ctx := ctxT(t)
 			s, err := flasher.Connect(ctx, p, b, flasher.Config{})
 			if err != nil {
 				t.Fatal(err)
+			}
+			if tc.baud != 0 {
+				if err := s.ChangeBaud(ctx, tc.baud); err != nil {
+					t.Fatal(err)
+				}
 			}
 			img, err := s.ReadEfuses(ctx)
 			if err != nil {
@@ -516,13 +523,16 @@ func TestVirtualLockdownBurn(t *testing.T) {
 				t.Fatalf("burn: %v", err)
 			}
 			if took > flasher.DefaultTimeout+time.Second {
-				t.Errorf("the lockdown burn took %v: the flasher retried a command after the chip's reset banner", took)
+				t.Errorf("the lockdown burn took %v: the flasher waited for an answer no loader sends (a retried reload)", took)
 			}
-			if !errors.Is(err, flasher.ErrChipReset) {
+			if tc.baud == 0 && !errors.Is(err, flasher.ErrChipReset) {
 				t.Errorf("burn: %v, want the chip reset named", err)
 			}
 			if v, _ := b.Efuse().Get(tc.field); v != 1 {
 				t.Fatalf("%s not burned", tc.field)
+			}
+			if tc.baud != 0 {
+				return // the host's line is still at the raised rate; Connect's own reset handling is not this test's
 			}
 			s2, err := flasher.Connect(ctx, p, b, flasher.Config{Chip: tc.c.Arg()})
 			if tc.field == "DIS_DOWNLOAD_MODE" {
