@@ -157,6 +157,14 @@ func (x *run) snapshot(img *efuse.Image, burned bool) (evidence.EfuseSnapshot, e
 	} else {
 		blocks = []int{4, 5, 6, 7, 8, 9}
 	}
+	sum, err := efuse.Summarize(img)
+	if err != nil {
+		return evidence.EfuseSnapshot{}, fmt.Errorf("provisioning: snapshot: %w", err)
+	}
+	slotPurpose := map[int]efuse.Purpose{}
+	for _, k := range sum.Keys {
+		slotPurpose[k.Block] = k.Purpose
+	}
 	for _, b := range blocks {
 		name := x.keyBlockName(b)
 		data, err := img.GetBytes(name)
@@ -179,8 +187,10 @@ func (x *run) snapshot(img *efuse.Image, burned bool) (evidence.EfuseSnapshot, e
 			for i, fb := range x.plan.Assignment.FlashKey {
 				// The key's data is hidden; what the read shows of it, its
 				// purpose, must be this key's, or the evidence would name a
-				// key the board does not use (ESP32's BLOCK1 has no purpose).
-				ours := img.Chip == chip.ESP32 || i < len(fe) && efuse.Purpose(get(img, fmt.Sprintf("KEY_PURPOSE_%d", b-4))) == fe[i]
+				// key the board does not use. The eFuse table says what a
+				// block's purpose is (USER on ESP32, whose BLOCK1 has no
+				// purpose field, and which fePurposes expects there).
+				ours := i < len(fe) && slotPurpose[b] == fe[i]
 				if fb == b && i < len(x.kb) && ours {
 					km.Data, km.Source = x.kb[i][:], evidence.SourceBurned
 				}
